@@ -1,0 +1,7 @@
+"""``python -m domrand`` runs the command-line interface."""
+
+import sys
+
+from domrand.cli import main
+
+sys.exit(main())

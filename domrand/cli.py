@@ -1,0 +1,94 @@
+"""``domrand <command>``: the command-line front door.
+
+Commands are registered by name with the module that implements them. A command module provides
+``add_arguments(parser)`` and ``main(args) -> int``; it is imported only when its command runs, so
+``domrand --help`` stays fast and a command whose module is not there yet says so clearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("domrand.demo", "run an env with the bundled model and write a grid PNG and an episode GIF"),
+    "train-generator": ("domrand.generator.train_cli", "train a StyleGAN2 generator on a folder of images"),
+    "eval-generator": ("domrand.generator.eval_cli", "compute SWD (and FID with a local Inception file) for a run"),
+    "train-inverter": ("domrand.generator.inverter_cli", "train the encoder that inverts frames into W+"),
+    "eval-inverter": ("domrand.generator.inverter_eval", "reconstruction PSNR/SSIM, geometry score, latency"),
+    "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),
+    "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
+    "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),
+    "bench": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, randomizer"),
+    "benchmark": ("domrand.transfer", "transfer benchmark: does StyleGAN randomization beat the baselines?"),
+}
+
+
+class CommandUnavailable(RuntimeError):
+    """The command's implementing module is not part of this installation yet."""
+
+
+def _load(name: str):
+    module_name, _ = COMMANDS[name]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise CommandUnavailable(
+                f"'domrand {name}' is not available in this version of domrand yet "
+                f"(module {module_name} is missing). See README.md for what is implemented."
+            ) from None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="domrand",
+        description="StyleGAN visual domain randomization for sim-to-real robot learning.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        args = parser.parse_args(argv)
+        if args.version:
+            from domrand import __version__
+
+            print(__version__)
+            return 0
+        parser.print_help()
+        return 0 if not argv else 2
+    name, rest = argv[0], argv[1:]
+    try:
+        module = _load(name)
+    except CommandUnavailable as exc:
+        print(f"domrand: {exc}", file=sys.stderr)
+        return 2
+    sub = argparse.ArgumentParser(prog=f"domrand {name}", description=COMMANDS[name][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        print("domrand: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        # User-facing errors (bad config, bad data, bad checkpoint) are one clear line.
+        if getattr(args, "traceback", False):
+            raise
+        print(f"domrand {name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Small shared helpers: shape checks, atomic file writes, device resolution, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+
+def assert_shape(name: str, tensor: torch.Tensor, shape: Sequence[int | None]) -> None:
+    """Check ``tensor.shape`` against ``shape`` (``None`` matches any size).
+
+    Raises ``ValueError`` naming the argument, the expected and the actual shape.
+    """
+    if tensor.ndim != len(shape) or any(
+        want is not None and int(want) != got for want, got in zip(shape, tensor.shape)
+    ):
+        want = "[" + ", ".join("*" if s is None else str(int(s)) for s in shape) + "]"
+        raise ValueError(f"{name}: expected shape {want}, got {list(tensor.shape)}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    A crash while writing leaves the old file (if any) untouched and no partial file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file + rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N"`` into a ``torch.device``.
+
+    ``"auto"`` picks CUDA when available. Asking for CUDA without a GPU raises ``ValueError``.
+    """
+    if isinstance(device, torch.device):
+        return device
+    text = str(device).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but no CUDA device is available; use 'cpu' or 'auto'")
+    try:
+        return torch.device(text)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; accepted: auto, cpu, cuda, cuda:N") from exc

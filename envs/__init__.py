@@ -1,0 +1,1 @@
+"""pybullet tabletop environments (installed as ``domrand.envs``)."""
