@@ -1,0 +1,35 @@
+"""``domrand bench <target>``: speed and memory benchmarks.
+
+Each target lives in ``domrand/benchmarks/<target>.py`` with ``add_arguments(parser)`` and
+``main(args) -> int``. Figures are medians over repeats after warm-up; see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+TARGETS = {
+    "generator": "generation images/s and ms/batch per batch size, peak memory",
+    "env": "env steps/s per env and visual domain",
+    "wrapper": "env steps/s unwrapped, with the style wrapper and with the augmentation baseline",
+    "randomizer": "randomizer frames/s and latency per batch, preset and ops backend",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=sorted(TARGETS), help="what to benchmark")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module(f"domrand.benchmarks.{args.target}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"domrand.benchmarks.{args.target}":
+            print(f"domrand bench: '{args.target}' is not available in this version yet")
+            return 2
+        raise
+    sub = argparse.ArgumentParser(prog=f"domrand bench {args.target}", description=TARGETS[args.target])
+    module.add_arguments(sub)
+    return int(module.main(sub.parse_args(args.rest)) or 0)

@@ -1,0 +1,347 @@
+"""Reference (pure PyTorch) implementations of the generator's heavy ops.
+
+* ``setup_filter`` / ``upfirdn2d`` / ``upsample2d`` / ``downsample2d``: anti-aliased FIR resampling.
+* ``bias_act``: bias + activation + gain + clamp.
+* ``conv2d_resample``: a convolution with optional FIR up/down-sampling around it.
+* ``modulated_conv2d``: StyleGAN2 style modulation and demodulation, fused or non-fused.
+
+Everything here is differentiable (twice, as R1 and path-length regularization need) through
+ordinary autograd. ``domrand.cuda`` provides the same functions as CUDA kernels; dispatch
+(``domrand.cuda.dispatch``) decides which one runs, so callers import from here.
+
+All images are ``[N, C, H, W]``. This module imports nothing else from domrand except the shape
+check helper.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from domrand.utils import assert_shape
+
+Padding = int | Sequence[int]
+
+# --------------------------------------------------------------------------------------------
+# FIR filters and upfirdn2d
+
+
+def setup_filter(
+    f: Sequence[float] | torch.Tensor | None = (1, 3, 3, 1),
+    *,
+    normalize: bool = True,
+    separable: bool = True,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Build an FIR filter from a 1-D kernel such as ``[1, 3, 3, 1]``.
+
+    Returns a float32 tensor: 1-D ``[taps]`` when ``separable`` (applied along x then y), else the
+    2-D outer product ``[taps, taps]``. ``normalize`` makes the 2-D filter sum to 1 (unit DC gain).
+    """
+    if f is None:
+        f = [1.0]
+    f = torch.as_tensor(f, dtype=torch.float32, device=device)
+    if f.ndim == 0 or f.numel() == 0:
+        raise ValueError(f"filter: expected a non-empty 1-D or 2-D kernel, got shape {list(f.shape)}")
+    if f.ndim == 1 and not separable:
+        f = torch.outer(f, f)
+    if f.ndim > 2:
+        raise ValueError(f"filter: expected a 1-D or 2-D kernel, got shape {list(f.shape)}")
+    if normalize:
+        f = f / f.sum()
+    return f
+
+
+def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    v = tuple(int(x) for x in v)
+    if len(v) != 2:
+        raise ValueError(f"{name}: expected an int or a pair (x, y), got {v}")
+    return v  # type: ignore[return-value]
+
+
+def _padding4(padding: Padding) -> tuple[int, int, int, int]:
+    """int | (px, py) | (px0, px1, py0, py1) -> (px0, px1, py0, py1)."""
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    p = tuple(int(x) for x in padding)
+    if len(p) == 2:
+        return p[0], p[0], p[1], p[1]
+    if len(p) == 4:
+        return p  # type: ignore[return-value]
+    raise ValueError(f"padding: expected an int, (px, py) or (px0, px1, py0, py1), got {padding}")
+
+
+def filter_taps(f: torch.Tensor | None) -> tuple[int, int]:
+    """Filter width and height in taps (``None`` means the identity filter ``[1]``)."""
+    if f is None:
+        return 1, 1
+    return (f.shape[-1], f.shape[0]) if f.ndim == 2 else (f.shape[0], f.shape[0])
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int | Sequence[int] = 1,
+    down: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad, convolve with FIR filter ``f``, then downsample.
+
+    x: ``[N, C, H, W]``; f: 1-D ``[taps]`` (separable) or 2-D ``[fh, fw]``; padding may be negative
+    (crops). ``gain`` scales the result (use ``up**2`` to keep the DC level when upsampling).
+    ``flip_filter=False`` computes a true convolution; ``True`` a correlation.
+    Output: ``[N, C, (H*up + py0 + py1 - fh) // down + 1, ...]``.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x: expected shape [N, C, H, W], got {list(x.shape)}")
+    upx, upy = _pair(up, "up")
+    downx, downy = _pair(down, "down")
+    px0, px1, py0, py1 = _padding4(padding)
+    if min(upx, upy, downx, downy) < 1:
+        raise ValueError(f"up and down must be >= 1, got up={up}, down={down}")
+    if f is None:
+        f = torch.ones([1], dtype=x.dtype, device=x.device)
+    n, c, h, w = x.shape
+
+    # 1. Upsample by inserting (up - 1) zeros after every sample.
+    if upx > 1 or upy > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape(n, c, h * upy, w * upx)
+
+    # 2. Pad (positive) and crop (negative).
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+
+    # 3+4. Filter (depthwise) and downsample by striding the same convolution.
+    f = f.to(device=x.device, dtype=x.dtype)
+    if not flip_filter:  # conv2d correlates: flip for a true convolution
+        f = f.flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        weight = (f * gain)[None, None].expand(c, 1, *f.shape)
+        return F.conv2d(x, weight, stride=(downy, downx), groups=c)
+    f = f * math.sqrt(gain)
+    x = F.conv2d(x, f.reshape(1, 1, 1, -1).expand(c, 1, 1, f.numel()), stride=(1, downx), groups=c)
+    x = F.conv2d(x, f.reshape(1, 1, -1, 1).expand(c, 1, f.numel(), 1), stride=(downy, 1), groups=c)
+    return x
+
+
+def upsample2d(
+    x: torch.Tensor, f: torch.Tensor | None, up: int = 2, padding: Padding = 0, gain: float = 1.0
+) -> torch.Tensor:
+    """FIR upsampling ``[N, C, H, W] -> [N, C, H*up, W*up]`` (plus ``padding``), DC gain preserved."""
+    fw, fh = filter_taps(f)
+    px0, px1, py0, py1 = _padding4(padding)
+    p = [
+        px0 + (fw + up - 1) // 2,
+        px1 + (fw - up) // 2,
+        py0 + (fh + up - 1) // 2,
+        py1 + (fh - up) // 2,
+    ]
+    return upfirdn2d(x, f, up=up, padding=p, gain=gain * up * up)
+
+
+def downsample2d(
+    x: torch.Tensor, f: torch.Tensor | None, down: int = 2, padding: Padding = 0, gain: float = 1.0
+) -> torch.Tensor:
+    """FIR (anti-aliased) downsampling ``[N, C, H, W] -> [N, C, H/down, W/down]``."""
+    fw, fh = filter_taps(f)
+    px0, px1, py0, py1 = _padding4(padding)
+    p = [
+        px0 + (fw - down + 1) // 2,
+        px1 + (fw - down) // 2,
+        py0 + (fh - down + 1) // 2,
+        py1 + (fh - down) // 2,
+    ]
+    return upfirdn2d(x, f, down=down, padding=p, gain=gain)
+
+
+# --------------------------------------------------------------------------------------------
+# bias_act
+
+
+def _lrelu(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return F.leaky_relu(x, alpha)
+
+
+# name -> (function(x, alpha), default alpha, default gain)
+ACTIVATIONS: dict[str, tuple] = {
+    "linear": (lambda x, a: x, 0.0, 1.0),
+    "relu": (lambda x, a: F.relu(x), 0.0, math.sqrt(2)),
+    "lrelu": (_lrelu, 0.2, math.sqrt(2)),
+    "tanh": (lambda x, a: torch.tanh(x), 0.0, 1.0),
+    "sigmoid": (lambda x, a: torch.sigmoid(x), 0.0, 1.0),
+    "elu": (lambda x, a: F.elu(x), 0.0, 1.0),
+    "selu": (lambda x, a: F.selu(x), 0.0, 1.0),
+    "softplus": (lambda x, a: F.softplus(x), 0.0, 1.0),
+    "swish": (lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
+}
+
+
+def activation_gain(act: str) -> float:
+    """Default gain of an activation (``sqrt(2)`` for relu/lrelu/swish, 1 otherwise)."""
+    return _activation(act)[2]
+
+
+def _activation(act: str) -> tuple:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; accepted: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[act]
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: float | None = None,
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """``clamp(act(x + b) * gain, -clamp, clamp)``.
+
+    x: any shape; b: ``[x.shape[dim]]`` broadcast along ``dim``; ``alpha`` is the activation's
+    parameter (lrelu slope, default 0.2); ``gain`` defaults to the activation's own gain.
+    """
+    fn, default_alpha, default_gain = _activation(act)
+    alpha = default_alpha if alpha is None else float(alpha)
+    gain = default_gain if gain is None else float(gain)
+    if b is not None:
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(f"b: expected shape [{x.shape[dim]}] for x of shape {list(x.shape)}, got {list(b.shape)}")
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)]).to(x.dtype)
+    x = fn(x, alpha)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution with FIR resampling
+
+
+def _transpose_grouped_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """conv2d weight ``[G*O, I, k, k]`` -> conv_transpose2d weight ``[G*I, O, k, k]``, flipped."""
+    go, i, kh, kw = w.shape
+    w = w.reshape(groups, go // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, go // groups, kh, kw)
+    return w.flip([2, 3])
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``[N, I*groups, H, W]`` conv ``w [O, I, k, k]`` -> ``[N, O, H*up/down, W*up/down]``.
+
+    ``up=2``: strided transposed convolution followed by the FIR filter (the cheap equivalent of
+    FIR-upsampling then convolving). ``down=2``: FIR blur then strided convolution. Otherwise a
+    plain 'same'-padded convolution. The kernel size must be odd.
+    """
+    kh, kw = w.shape[2:]
+    if kh != kw or kh % 2 == 0:
+        raise ValueError(f"w: expected a square, odd kernel, got {kh}x{kw}")
+    if up > 1 and down > 1:
+        raise ValueError("conv2d_resample: up and down at the same time are not supported")
+    fw, _ = filter_taps(f)
+    if up > 1:
+        x = F.conv_transpose2d(x, _transpose_grouped_weight(w, groups), stride=up, groups=groups)
+        p = up + fw - 1 - kw  # total padding so that the output is exactly H*up
+        return upfirdn2d(x, f, padding=[(p + 1) // 2, p // 2, (p + 1) // 2, p // 2], gain=up * up)
+    if down > 1:
+        if kw == 1:
+            x = downsample2d(x, f, down=down)
+            return F.conv2d(x, w, groups=groups)
+        p = kw + fw - 1 - down  # total padding so that the output is exactly H/down
+        x = upfirdn2d(x, f, padding=[(p + 1) // 2, p // 2, (p + 1) // 2, p // 2])
+        return F.conv2d(x, w, stride=down, groups=groups)
+    return F.conv2d(x, w, padding=kw // 2, groups=groups)
+
+
+# --------------------------------------------------------------------------------------------
+# Modulated convolution
+
+
+def modulation_coefficients(
+    weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, eps: float = 1e-8
+) -> torch.Tensor | None:
+    """Demodulation coefficients ``[N, O]``: ``1 / sqrt(sum_{i,k} (w[o,i,k] * s[n,i])^2 + eps)``.
+
+    Returns ``None`` when ``demodulate`` is false.
+    """
+    if not demodulate:
+        return None
+    w2 = weight.square().sum(dim=[2, 3])  # [O, I]
+    return (styles.square() @ w2.t() + eps).rsqrt()
+
+
+def prefer_fused(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Pick the faster modulated-conv path for this device and batch.
+
+    Measured with ``domrand bench generator --modconv`` (docs/benchmarks.md): on CPU the shared
+    convolution of the non-fused path wins at every batch size (grouped convolutions with many
+    groups are slow there); on CUDA the grouped convolution is the usual winner for small batches
+    where shared weights cannot fill the GPU (not yet measured here: see docs/benchmarks.md).
+    """
+    if x.device.type == "cuda":
+        return x.shape[0] <= 4
+    return False
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    fused: bool | None = None,
+) -> torch.Tensor:
+    """StyleGAN2 modulated convolution.
+
+    x: ``[N, I, H, W]``; weight: ``[O, I, k, k]``; styles: ``[N, I]``; noise: broadcastable to
+    ``[N, O, H', W']`` (added after demodulation). Output ``[N, O, H*up/down, W*up/down]``.
+    ``fused=True`` modulates the weights per sample and runs one grouped convolution;
+    ``fused=False`` scales the activations, runs one shared convolution and scales the outputs.
+    ``None`` picks the faster one (``prefer_fused``). Both compute the same function.
+    """
+    n, i, _, _ = x.shape
+    o = weight.shape[0]
+    assert_shape("weight", weight, [o, i, None, None])
+    assert_shape("styles", styles, [n, i])
+    if fused is None:
+        fused = prefer_fused(x, weight)
+    dcoefs = modulation_coefficients(weight, styles, demodulate)
+
+    if not fused:
+        x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, down=down)
+        if dcoefs is not None:
+            x = x * dcoefs.to(x.dtype).reshape(n, o, 1, 1)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
+
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, i, 1, 1)  # [N, O, I, k, k]
+    if dcoefs is not None:
+        w = w * dcoefs.reshape(n, o, 1, 1, 1)
+    w = w.reshape(n * o, i, *weight.shape[2:]).to(x.dtype)
+    x = conv2d_resample(x.reshape(1, n * i, *x.shape[2:]), w, resample_filter, up=up, down=down, groups=n)
+    x = x.reshape(n, o, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
