@@ -1,0 +1,149 @@
+"""Checkpoints: bit-identical round trip, atomic writes, clear errors, pickle refused."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from domrand.checkpoint import (
+    CheckpointError,
+    load_network,
+    load_tensors,
+    read_network_info,
+    save_network,
+    save_tensors,
+    weights_hash,
+)
+from domrand.config import GeneratorConfig, load_config, replace
+from domrand.generator.networks import Discriminator, Generator
+
+
+@pytest.fixture()
+def G():
+    torch.manual_seed(0)
+    g = Generator(load_config("tiny", GeneratorConfig).network).eval()
+    with torch.no_grad():
+        g.mapping.w_avg.normal_()
+    return g
+
+
+def test_round_trip_gives_bit_identical_outputs(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G, extra={"kimg": 1.5})
+    G2 = load_network(path, expected_class="Generator")
+    z = torch.randn(4, G.z_dim)
+    with torch.no_grad():
+        assert torch.equal(G(z, noise_mode="const", psi=0.7), G2(z, noise_mode="const", psi=0.7))
+    assert torch.equal(G2.mapping.w_avg, G.mapping.w_avg)  # buffers travel too
+    assert weights_hash(G) == weights_hash(G2)
+    info = read_network_info(path)
+    assert info["class"] == "Generator" and info["extra"] == {"kimg": 1.5}
+    assert info["config"]["network"]["resolution"] == 16
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
+
+
+def test_discriminator_round_trip(tmp_path):
+    cfg = load_config("tiny", GeneratorConfig).network
+    D = Discriminator(cfg, progressive=True).eval()
+    save_network(tmp_path / "D.safetensors", D)
+    D2 = load_network(tmp_path / "D.safetensors", Discriminator)
+    x = torch.randn(4, 3, 16, 16)
+    assert D2.progressive and torch.equal(D(x), D2(x))
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"G\.safetensors.*truncated or corrupt"):
+        load_network(path)
+
+
+def test_corrupted_header_is_a_clear_error(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    data = bytearray(path.read_bytes())
+    data[10:40] = b"#" * 30
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="G.safetensors"):
+        load_network(path)
+
+
+def test_wrong_version_and_wrong_class_are_refused(tmp_path, G):
+    path = tmp_path / "old.safetensors"
+    tensors = {k: v.contiguous().clone() for k, v in G.state_dict().items()}
+    save_file(tensors, str(path), metadata={"domrand_format": "0", "class": "Generator", "config": "{}"})
+    with pytest.raises(CheckpointError, match="format version '0' is not supported"):
+        load_network(path)
+    good = tmp_path / "G.safetensors"
+    save_network(good, G)
+    with pytest.raises(CheckpointError, match="holds a Generator, expected a Discriminator"):
+        load_network(good, expected_class="Discriminator")
+
+
+def test_mismatched_weights_are_refused(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    # rewrite the stored config so that the rebuilt network has other shapes
+    bigger = replace(G.config, channel_max=64)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = json.dumps({"network": json.loads(meta["config"])["network"] | {"channel_max": 64}})
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_network(path)
+    assert bigger.channel_max == 64
+    del tensors["mapping.w_avg"]
+    save_file(tensors, str(path), metadata=json.loads(json.dumps(meta)) | {"config": json.dumps({"network": json.loads(meta["config"])["network"] | {"channel_max": 32}})})
+    with pytest.raises(CheckpointError, match=r"missing: \['mapping.w_avg'\]"):
+        load_network(path)
+
+
+def test_pickle_is_refused(tmp_path, G):
+    pt = tmp_path / "G.pt"
+    torch.save(G.state_dict(), pt)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_network(pt)
+    disguised = tmp_path / "G.safetensors"
+    disguised.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_network(disguised)
+    zipped = tmp_path / "Z.safetensors"
+    zipped.write_bytes(pt.read_bytes())  # torch.save's zip archive under another name
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_network(zipped)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_network(tmp_path / "nope.safetensors")
+
+
+def test_tensor_state_round_trip(tmp_path):
+    state = {"rng": torch.get_rng_state(), "adam.0.exp_avg": torch.randn(3, 4)}
+    save_tensors(tmp_path / "s.safetensors", state, {"step": 12, "p": 0.25})
+    back, meta = load_tensors(tmp_path / "s.safetensors")
+    assert meta == {"step": 12, "p": 0.25}
+    assert all(torch.equal(back[k], v) for k, v in state.items())
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, G, monkeypatch):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    before = path.read_bytes()
+    import domrand.utils as utils
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(utils.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_network(path, G, extra={"new": True})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["G.safetensors"]

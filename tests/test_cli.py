@@ -1,0 +1,28 @@
+"""The command-line front door."""
+
+import subprocess
+import sys
+
+import pytest
+
+from domrand.cli import COMMANDS, main
+
+
+def test_help_lists_every_command(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+def test_unknown_command_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "domrand", "--version"], capture_output=True, text=True, check=True)
+    import domrand
+
+    assert out.stdout.strip() == domrand.__version__
