@@ -1,0 +1,79 @@
+"""``domrand bench generator``: generation images/s and ms/batch per batch size, and peak memory.
+
+Times ``G(z)`` (mapping + synthesis, const noise, no grad) in eval mode: median of ``--repeats``
+timed calls after ``--warmup`` untimed ones. ``--modconv`` also times the fused and non-fused
+modulated-convolution paths side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+from domrand.config import GeneratorConfig, load_config
+from domrand.generator.networks import Generator
+from domrand.utils import resolve_device
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="small64", help="generator preset name(s), comma-separated")
+    parser.add_argument("--batch", default="1,16,64", help="batch sizes, comma-separated")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--modconv", action="store_true", help="compare fused and non-fused modulated conv")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_generator(G: Generator, batch: int, device: torch.device, repeats: int, warmup: int, fused: bool | None = None) -> float:
+    """Median seconds per ``G(z)`` call at this batch size."""
+    z = torch.randn(batch, G.z_dim, device=device)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            G(z, noise_mode="const", fused=fused)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
+
+
+def main(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = [int(b) for b in str(args.batch).split(",") if b]
+    print(f"device={device} threads={torch.get_num_threads()} repeats={args.repeats} (median) warmup={args.warmup}")
+    header = f"{'preset':<10}{'params(M)':>10}{'batch':>7}{'path':>10}{'img/s':>10}{'ms/batch':>10}{'peak MiB':>10}"
+    print(header)
+    print("-" * len(header))
+    for preset in str(args.preset).split(","):
+        cfg = load_config(preset, GeneratorConfig).network
+        torch.manual_seed(0)
+        G = Generator(cfg).to(device).eval()
+        params = sum(p.numel() for p in G.parameters()) / 1e6
+        for batch in batches:
+            paths = [("fused", True), ("nonfused", False)] if args.modconv else [("auto", None)]
+            for label, fused in paths:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                sec = time_generator(G, batch, device, args.repeats, args.warmup, fused)
+                print(f"{preset:<10}{params:>10.2f}{batch:>7}{label:>10}{batch / sec:>10.1f}{sec * 1e3:>10.1f}{_peak_memory_mb(device):>10.0f}")
+    return 0
