@@ -1,0 +1,377 @@
+"""Training images: load a folder or array once into a uint8 cache, then sample batches.
+
+``load_images`` turns a folder of PNG/JPEG files (searched recursively, any size and aspect) or a
+``.npz``/``.npy`` array of uint8 images into one ``uint8 [N, R, R, 3]`` array: centre-crop to
+square, resize to ``R`` (``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_CUBIC`` when enlarging).
+The result is cached as a ``.npy`` file keyed by the file list (relative paths, sizes, mtimes), the
+resolution and a format version, so later runs do not decode again.
+
+``ImageSampler`` draws float batches ``[B, 3, R, R]`` in ``[-1, 1]`` from that array,
+deterministically from a passed generator, optionally x-flipped, optionally from one rank's shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from domrand.utils import atomic_path
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageSampler", "default_cache_dir", "load_images", "prepare_image"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+ARRAY_EXTENSIONS = (".npz", ".npy")
+CACHE_FORMAT_VERSION = 1
+_ACCEPTED = (
+    "a folder searched recursively for PNG/JPEG images (.png, .jpg, .jpeg; hidden files skipped), "
+    "or a .npz/.npy file holding uint8 images [N, H, W, 3] or [N, 3, H, W] "
+    "(npz: the array named 'images', else the first array)"
+)
+
+
+def default_cache_dir() -> Path:
+    """``$DOMRAND_CACHE_DIR`` if set, else ``~/.cache/domrand/datasets``."""
+    env = os.environ.get("DOMRAND_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "domrand" / "datasets"
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-image preparation
+
+
+def prepare_image(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre-crop an RGB ``uint8 [H, W, 3]`` image to square and resize it to ``resolution``.
+
+    Shrinking uses ``cv2.INTER_AREA``; enlarging uses ``cv2.INTER_CUBIC`` (clipped to uint8).
+    Returns a contiguous ``uint8 [resolution, resolution, 3]`` array.
+    """
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[top : top + side, left : left + side]
+    if side == resolution:
+        return np.ascontiguousarray(square)
+    interp = cv2.INTER_AREA if side > resolution else cv2.INTER_CUBIC
+    out = cv2.resize(np.ascontiguousarray(square), (resolution, resolution), interpolation=interp)
+    if out.ndim == 2:  # cv2 drops a singleton channel axis
+        out = out[:, :, None]
+    return out
+
+
+def _to_rgb_uint8(decoded: np.ndarray) -> np.ndarray:
+    """OpenCV's decoded ``[H, W]``, ``[H, W, 1|3|4]`` (BGR/BGRA, uint8 or uint16) -> RGB uint8."""
+    if decoded.dtype == np.uint16:
+        decoded = (decoded.astype(np.uint32) * 255 + 32767) // 65535
+        decoded = decoded.astype(np.uint8)
+    elif decoded.dtype != np.uint8:
+        raise ValueError(f"unsupported decoded dtype {decoded.dtype}")
+    if decoded.ndim == 2:
+        return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
+    channels = decoded.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(decoded[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 3:
+        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    if channels == 4:  # alpha is dropped, not composited
+        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
+    raise ValueError(f"unsupported channel count {channels}")
+
+
+def _decode_file(path: Path) -> np.ndarray | None:
+    """Decode one image file to RGB ``uint8 [H, W, 3]``; ``None`` when unreadable or corrupt."""
+    try:
+        raw = np.fromfile(str(path), dtype=np.uint8)  # works for non-ASCII paths, unlike imread
+        if raw.size == 0:
+            return None
+        decoded = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+        if decoded is None or decoded.size == 0:
+            return None
+        return _to_rgb_uint8(decoded)
+    except (OSError, ValueError, cv2.error):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _list_image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted by relative path; hidden entries skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(Path(root) / name)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _cache_key(kind: str, entries: Sequence[tuple[str, int, int]], resolution: int) -> str:
+    payload = json.dumps(
+        {"version": CACHE_FORMAT_VERSION, "kind": kind, "resolution": int(resolution), "files": list(entries)},
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _stat_entry(path: Path, base: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (path.relative_to(base).as_posix(), int(st.st_size), int(st.st_mtime_ns))
+
+
+def _load_array_file(path: Path) -> np.ndarray:
+    """Read a ``.npy``/``.npz`` file and return uint8 images as ``[N, H, W, 3]`` (maybe a view)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                names = list(npz.files)
+                if not names:
+                    raise ValueError(f"{path}: the .npz file holds no arrays; accepted: {_ACCEPTED}")
+                arr = npz["images"] if "images" in names else npz[names[0]]
+    except ValueError:
+        raise
+    except Exception as exc:  # zipfile/pickle/format errors
+        raise ValueError(f"{path}: could not read the array file ({exc}); accepted: {_ACCEPTED}") from exc
+    if arr.dtype != np.uint8:
+        raise ValueError(
+            f"{path}: images must be uint8 (0..255), got dtype {arr.dtype}; accepted: {_ACCEPTED}"
+        )
+    if arr.ndim == 4 and arr.shape[-1] == 3:
+        return arr
+    if arr.ndim == 4 and arr.shape[1] == 3:
+        return arr.transpose(0, 2, 3, 1)
+    raise ValueError(f"{path}: images must have shape [N, H, W, 3] or [N, 3, H, W], got {list(arr.shape)}")
+
+
+def _too_few(
+    found: int, where: Path, min_images: int, skipped: int = 0, what: str = "usable image(s)"
+) -> ValueError:
+    extra = f" ({skipped} more were unreadable and skipped)" if skipped else ""
+    return ValueError(f"found {found} {what} in {where}{extra}, need at least {min_images}; accepted: {_ACCEPTED}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Cache
+
+
+def _read_cache(path: Path, resolution: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (resolution, resolution, 3):
+            raise ValueError(f"unexpected dtype/shape {arr.dtype} {list(arr.shape)}")
+        return arr
+    except Exception as exc:
+        warnings.warn(f"dataset cache {path} is unreadable ({exc}); rebuilding it", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _write_cache(path: Path, images: np.ndarray) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:  # a file object, so np.save does not append ".npy"
+                np.save(f, images, allow_pickle=False)
+    except OSError as exc:
+        msg = f"could not write dataset cache {path} ({exc}); continuing without it"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Public loader
+
+
+def load_images(
+    source: str | os.PathLike,
+    resolution: int,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    min_images: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
+    """Load training images as ``uint8 [N, resolution, resolution, 3]`` (RGB).
+
+    ``source``: a folder searched recursively for ``.png``/``.jpg``/``.jpeg`` files (hidden files
+    and folders skipped; grayscale, RGBA and 16-bit files become 8-bit RGB), or a ``.npy``/``.npz``
+    file of uint8 images ``[N, H, W, 3]`` or ``[N, 3, H, W]`` (npz: array ``images``, else the
+    first). Each image is centre-cropped to square and resized. Unreadable files are skipped and
+    reported in one warning. The result is cached under ``cache_dir`` (default
+    :func:`default_cache_dir`) as ``.npy``; a cache hit decodes nothing, a corrupt cache is rebuilt,
+    an unwritable cache directory only warns. Arrays already at the right size are returned as is.
+
+    Raises ``ValueError`` when ``source`` does not exist or is of an unknown kind, when an array has
+    the wrong dtype/shape, or when fewer than ``min_images`` usable images are found.
+    """
+    resolution = int(resolution)
+    if resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution}")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise ValueError(f"dataset source {source} does not exist; accepted: {_ACCEPTED}")
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+    if source.is_dir():
+        files = _list_image_files(source)
+        if len(files) < min_images:
+            raise _too_few(len(files), source, min_images, what="PNG/JPEG file(s)")
+        key = _cache_key("folder", [_stat_entry(f, source) for f in files], resolution)
+        cache_path = cache_root / f"{source.name or 'data'}-{resolution}px-{key[:20]}.npy"
+        cached = _read_cache(cache_path, resolution)
+        if cached is not None:
+            log.debug("dataset cache hit: %s (%d images)", cache_path, len(cached))
+            if len(cached) < min_images:
+                raise _too_few(len(cached), source, min_images)
+            return cached
+        images, bad = _decode_folder(files, resolution, progress=progress)
+        if bad:
+            example = bad[0].relative_to(source).as_posix()
+            warnings.warn(
+                f"skipped {len(bad)} unreadable or corrupt image file(s) of {len(files)} in {source} "
+                f"(e.g. {example})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        if len(images) < min_images:
+            raise _too_few(len(images), source, min_images, skipped=len(bad))
+        _write_cache(cache_path, images)
+        return images
+
+    if source.suffix.lower() not in ARRAY_EXTENSIONS:
+        raise ValueError(
+            f"dataset source {source} is neither a folder nor a .npz/.npy file; accepted: {_ACCEPTED}"
+        )
+    arr = _load_array_file(source)
+    if len(arr) < min_images:
+        raise _too_few(len(arr), source, min_images)
+    if arr.shape[1:] == (resolution, resolution, 3):  # already sized: no resize, no cache
+        return np.array(arr, copy=True) if isinstance(arr, np.memmap) else np.ascontiguousarray(arr)
+    key = _cache_key("array", [_stat_entry(source, source.parent)], resolution)
+    cache_path = cache_root / f"{source.stem}-{resolution}px-{key[:20]}.npy"
+    cached = _read_cache(cache_path, resolution)
+    if cached is not None:
+        return cached
+    out = np.empty((len(arr), resolution, resolution, 3), dtype=np.uint8)
+    for i in _progress(range(len(arr)), progress, f"resizing {source.name}"):
+        out[i] = prepare_image(np.asarray(arr[i]), resolution)
+    _write_cache(cache_path, out)
+    return out
+
+
+def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="img", leave=False)
+
+
+def _decode_folder(files: list[Path], resolution: int, *, progress: bool) -> tuple[np.ndarray, list[Path]]:
+    """Decode and prepare ``files`` in order (threads; OpenCV releases the GIL)."""
+    out = np.empty((len(files), resolution, resolution, 3), dtype=np.uint8)
+    ok = np.zeros(len(files), dtype=bool)
+
+    def work(i: int) -> None:
+        img = _decode_file(files[i])
+        if img is not None:
+            out[i] = prepare_image(img, resolution)
+            ok[i] = True
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in _progress(pool.map(work, range(len(files))), progress, "decoding images", total=len(files)):
+            pass
+    bad = [f for f, good in zip(files, ok) if not good]
+    return (out if ok.all() else out[ok]), bad
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling
+
+
+class ImageSampler:
+    """Draw random float batches from a ``uint8 [N, R, R, 3]`` image array.
+
+    Sampling is with replacement (an endless stream) and deterministic given the generator's
+    state. With ``world_size > 1`` rank ``rank`` only draws from indices ``rank::world_size``.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        *,
+        xflip: bool = False,  # mirror each drawn image with probability 0.5
+        rank: int = 0,  # this process's rank for data sharding
+        world_size: int = 1,  # number of processes sharing the dataset
+    ) -> None:
+        ok = isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
+        if not ok or images.shape[-1] != 3:
+            got = f"{type(images).__name__} {getattr(images, 'dtype', '?')} {list(getattr(images, 'shape', []))}"
+            raise ValueError(f"images: expected a uint8 numpy array [N, R, R, 3], got {got}")
+        if images.shape[1] != images.shape[2]:
+            raise ValueError(f"images: expected square images [N, R, R, 3], got {list(images.shape)}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        self.xflip = bool(xflip)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.indices = np.arange(self.rank, len(images), self.world_size)
+        if len(self.indices) == 0:
+            raise ValueError(f"rank {rank} of {world_size} gets no images from a dataset of {len(images)}")
+        shard = images if self.world_size == 1 else images[self.indices]
+        if not shard.flags.writeable:
+            shard = shard.copy()
+        self._images = torch.from_numpy(np.ascontiguousarray(shard))  # shares memory when possible
+
+    def __len__(self) -> int:
+        """Number of images in this rank's shard."""
+        return len(self.indices)
+
+    @property
+    def resolution(self) -> int:
+        return int(self._images.shape[1])
+
+    def sample(
+        self,
+        batch: int,
+        generator: torch.Generator | np.random.Generator,
+        device: str | torch.device = "cpu",
+    ) -> torch.Tensor:
+        """Return ``float32 [batch, 3, R, R]`` in ``[-1, 1]`` on ``device``.
+
+        Indices (and flips) are drawn from ``generator`` only, so equal generator states give equal
+        batches. Returns a tensor that does not share memory with the dataset.
+        """
+        n = len(self.indices)
+        if isinstance(generator, np.random.Generator):
+            idx = torch.from_numpy(generator.integers(0, n, size=batch, dtype=np.int64))
+            flip = torch.from_numpy(generator.random(batch) < 0.5) if self.xflip else None
+        elif isinstance(generator, torch.Generator):
+            idx = torch.randint(n, (batch,), generator=generator, device=generator.device).cpu()
+            flip = None
+            if self.xflip:
+                flip = (torch.rand(batch, generator=generator, device=generator.device) < 0.5).cpu()
+        else:
+            raise TypeError(
+                f"generator: expected torch.Generator or numpy.random.Generator, got {type(generator).__name__}"
+            )
+        x = self._images[idx]  # uint8 [B, R, R, 3], a copy
+        if flip is not None and bool(flip.any()):
+            x[flip] = x[flip].flip(2)
+        x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).to(torch.float32)
+        return (x / 127.5 - 1.0).contiguous()
