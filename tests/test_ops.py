@@ -166,3 +166,9 @@ def test_demodulation_keeps_unit_output_std_whatever_the_style_scale():
 def test_modulated_conv2d_shape_errors_name_the_argument():
     with pytest.raises(ValueError, match="styles: expected shape"):
         ops.modulated_conv2d(torch.randn(2, 3, 4, 4), torch.randn(4, 3, 3, 3), torch.randn(2, 5))
+
+
+def test_bias_act_accepts_a_negative_dim():
+    x = torch.zeros(2, 3)
+    b = torch.tensor([1.0, 2.0, 3.0])
+    assert torch.equal(ops.bias_act(x, b, dim=-1), ops.bias_act(x, b, dim=1))

@@ -9,8 +9,9 @@ Everything here is differentiable (twice, as R1 and path-length regularization n
 ordinary autograd. ``domrand.cuda`` provides the same functions as CUDA kernels; dispatch
 (``domrand.cuda.dispatch``) decides which one runs, so callers import from here.
 
-All images are ``[N, C, H, W]``. This module imports nothing else from domrand except the shape
-check helper.
+All images are ``[N, C, H, W]``. Besides the shape-check helper, this module imports only the
+CUDA dispatch switch (``domrand.cuda.dispatch``), which never imports PyCUDA at load time and
+returns ``None`` at once for CPU tensors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from domrand.cuda import dispatch
 from domrand.utils import assert_shape
 
 Padding = int | Sequence[int]
@@ -101,6 +103,9 @@ def upfirdn2d(
     """
     if x.ndim != 4:
         raise ValueError(f"x: expected shape [N, C, H, W], got {list(x.shape)}")
+    impl = dispatch.maybe_cuda("upfirdn2d", x, f)
+    if impl is not None:
+        return impl(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     upx, upy = _pair(up, "up")
     downx, downy = _pair(down, "down")
     px0, px1, py0, py1 = _padding4(padding)
@@ -211,6 +216,10 @@ def bias_act(
     parameter (lrelu slope, default 0.2); ``gain`` defaults to the activation's own gain.
     """
     fn, default_alpha, default_gain = _activation(act)
+    dim %= x.ndim
+    impl = dispatch.maybe_cuda("bias_act", x, b)
+    if impl is not None:
+        return impl(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
     alpha = default_alpha if alpha is None else float(alpha)
     gain = default_gain if gain is None else float(gain)
     if b is not None:
@@ -283,6 +292,9 @@ def modulation_coefficients(
     """
     if not demodulate:
         return None
+    impl = dispatch.maybe_cuda("modulation_coefficients", weight, styles)
+    if impl is not None:
+        return impl(weight, styles, demodulate, eps)
     w2 = weight.square().sum(dim=[2, 3])  # [O, I]
     return (styles.square() @ w2.t() + eps).rsqrt()
 
