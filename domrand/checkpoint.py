@@ -125,11 +125,38 @@ def read_network_info(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a domrand network checkpoint (metadata {exc!s} missing or invalid)") from None
 
 
+def build_network(
+    cls_name: str, config: dict[str, Any], tensors: dict[str, torch.Tensor], where: str | os.PathLike
+) -> torch.nn.Module:
+    """Rebuild registered network ``cls_name`` from its exported ``config`` and load ``tensors``
+    with strict key and shape checks. ``where`` names the source in error messages."""
+    _register_builtin()
+    if cls_name not in _NETWORKS:
+        raise CheckpointError(f"{where}: unknown network class {cls_name!r}; known: {', '.join(sorted(_NETWORKS))}")
+    try:
+        net = _NETWORKS[cls_name](config)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{where}: cannot rebuild {cls_name} from its stored config: {exc}") from None
+    own = net.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: weights do not match a {cls_name} built from the stored config "
+            f"(missing: {missing[:5]}{'...' if len(missing) > 5 else ''}; "
+            f"unexpected: {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
+        )
+    bad = [f"{k}: file {list(tensors[k].shape)} vs network {list(v.shape)}" for k, v in own.items() if tensors[k].shape != v.shape]
+    if bad:
+        raise CheckpointError(f"{where}: shape mismatch: " + "; ".join(bad[:5]))
+    net.load_state_dict(tensors, strict=True)
+    return net
+
+
 def load_network(
     path: str | os.PathLike, expected_class: str | type | None = None, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
     """Rebuild a network from its file; strict key and shape checks. Returns it in eval mode."""
-    _register_builtin()
     path = Path(path)
     meta, tensors = _open_checked(path)
     cls_name = meta.get("class")
@@ -137,25 +164,11 @@ def load_network(
         expected_class = expected_class.__name__
     if expected_class is not None and cls_name != expected_class:
         raise CheckpointError(f"{path}: holds a {cls_name}, expected a {expected_class}")
-    if cls_name not in _NETWORKS:
-        raise CheckpointError(f"{path}: unknown network class {cls_name!r}; known: {', '.join(sorted(_NETWORKS))}")
     try:
-        net = _NETWORKS[cls_name](json.loads(meta["config"]))
-    except (KeyError, json.JSONDecodeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: cannot rebuild {cls_name} from its stored config: {exc}") from None
-    own = net.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match a {cls_name} built from the stored config "
-            f"(missing: {missing[:5]}{'...' if len(missing) > 5 else ''}; "
-            f"unexpected: {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
-        )
-    bad = [f"{k}: file {list(tensors[k].shape)} vs network {list(v.shape)}" for k, v in own.items() if tensors[k].shape != v.shape]
-    if bad:
-        raise CheckpointError(f"{path}: shape mismatch: " + "; ".join(bad[:5]))
-    net.load_state_dict(tensors, strict=True)
+        config = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild {cls_name}: stored config missing or invalid ({exc})") from None
+    net = build_network(str(cls_name), config, tensors, path)
     net.extra = json.loads(meta.get("extra", "{}"))  # type: ignore[attr-defined]
     return net.to(device).eval()
 

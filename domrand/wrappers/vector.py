@@ -1,0 +1,110 @@
+"""``VectorStyleRandomization``: all sub-environments' frames in one batched forward.
+
+Works with Gymnasium vector envs in ``NEXT_STEP`` autoreset mode (the default; an env that ended on
+step t is reset on step t+1, and exactly those sub-environments get a new style on that step) and in
+``DISABLED`` mode (styles change on ``reset``, including partial resets with
+``options={"reset_mask": mask}``). ``VectorObservationWrapper`` itself rejects ``SAME_STEP``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper
+
+from domrand.wrappers.style import _STYLE_SALT, FrameTransform, find_pixels, make_randomizer, parse_resample
+
+
+class VectorPixelTransform(VectorObservationWrapper):
+    """Base of the vector pixel wrappers: one batched ``transform.randomize`` per step."""
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        transform: FrameTransform,  # StyleRandomizer, ImageAugmenter, ...
+        pixel_key: str | None = None,  # Dict observations: the image entry (default "pixels")
+        resample: str | int = "episode",  # "episode" | "step" | k
+    ):
+        super().__init__(env)
+        self.pixel_key, self.channels_first = find_pixels(env.single_observation_space, pixel_key)
+        self.resample_every = parse_resample(resample)
+        self.transform = transform
+        self.env_ids = transform.allocate_env_ids(self.num_envs)
+        self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
+        self._steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._pending_reset = np.zeros(self.num_envs, dtype=bool)
+        self.last_resampled = np.zeros(self.num_envs, dtype=bool)  # which sub-envs got a new style last call
+
+    def _resample(self, mask: np.ndarray, immediate: bool) -> None:
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return
+        seeds = [int(self._rngs[i].integers(2**63)) for i in idx]
+        self.transform.resample([self.env_ids[i] for i in idx], seed=seeds, immediate=immediate)
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+        if seed is not None:
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
+            for i, s in enumerate(seeds):
+                if s is not None and mask[i]:
+                    self._rngs[i] = np.random.default_rng([int(s), _STYLE_SALT])
+        self._resample(mask, immediate=True)
+        self._steps[mask] = 0
+        self._pending_reset[mask] = False
+        self.last_resampled = mask.copy()
+        return self.observations(obs), info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            reset_now = self._pending_reset
+            self._pending_reset = np.logical_or(terminations, truncations)
+        else:  # DISABLED: the user resets explicitly
+            reset_now = np.zeros(self.num_envs, dtype=bool)
+        self._steps = np.where(reset_now, 0, self._steps + 1)
+        periodic = np.zeros(self.num_envs, dtype=bool)
+        if self.resample_every is not None:
+            periodic = ~reset_now & (self._steps > 0) & (self._steps % self.resample_every == 0)
+        self._resample(reset_now, immediate=True)
+        self._resample(periodic, immediate=False)
+        self.last_resampled = reset_now | periodic
+        return self.observations(obs), rewards, terminations, truncations, infos
+
+    def observations(self, observations: Any) -> Any:
+        if self.pixel_key is None:
+            return self.transform.randomize(observations, self.env_ids, channels_first=self.channels_first)
+        out = dict(observations)
+        out[self.pixel_key] = self.transform.randomize(
+            observations[self.pixel_key], self.env_ids, channels_first=self.channels_first
+        )
+        return type(observations)(out) if isinstance(observations, dict) else out
+
+
+class VectorStyleRandomization(VectorPixelTransform):
+    """Vector version of ``StyleRandomizationObservation``: one batched randomizer forward per step.
+
+    vector_env: a Gymnasium ``VectorEnv`` whose single observation space is a uint8 image ``Box`` or a
+    ``Dict`` with one under ``pixel_key``. Sub-environments that auto-reset (and only those) get a new
+    style, seeded per sub-env from the ``reset`` seed (``seed + i``, like the vector env itself).
+    """
+
+    def __init__(
+        self,
+        vector_env: VectorEnv,
+        randomizer_or_bundle: Any = None,
+        pixel_key: str | None = None,
+        resample: str | int = "episode",
+        device: str = "auto",
+        **randomizer_options: Any,
+    ):
+        randomizer = make_randomizer(randomizer_or_bundle, device=device, **randomizer_options)
+        super().__init__(vector_env, randomizer, pixel_key=pixel_key, resample=resample)
+        self.randomizer = randomizer

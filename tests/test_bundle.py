@@ -1,0 +1,177 @@
+"""Bundles (folder and single file), the pairing check, and the bundle / randomize commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from domrand import bundle as bundle_mod
+from domrand import checkpoint
+from domrand.checkpoint import CheckpointError, weights_hash
+from domrand.cli import main as cli_main
+from domrand.config import GeneratorConfig, load_config
+from domrand.generator.networks import Generator
+from domrand.randomizer import StyleRandomizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Inverter(nn.Module):
+    """Stand-in for domrand.generator.inverter.Inverter (same class name, checkpoint protocol and
+    interface); registered for the duration of each test only."""
+
+    def __init__(self, num_ws: int, w_dim: int, keep_resolution: int = 8, generator_hash: str = ""):
+        super().__init__()
+        self.num_ws, self.w_dim, self.keep_resolution, self.generator_hash = num_ws, w_dim, keep_resolution, generator_hash
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 16, num_ws * w_dim)
+
+    @classmethod
+    def for_generator(cls, G: Generator) -> "Inverter":
+        E = cls(G.num_ws, G.w_dim, generator_hash=weights_hash(G))
+        E.w_avg.copy_(G.mapping.w_avg)
+        return E
+
+    def forward(self, images: torch.Tensor) -> dict:
+        h = F.adaptive_avg_pool2d(torch.relu(self.conv(images)), 4).flatten(1)
+        return {"ws": self.w_avg + self.fc(h).reshape(-1, self.num_ws, self.w_dim), "features": None}
+
+    def invert(self, images: torch.Tensor, G: nn.Module, steps: int = 0) -> dict:
+        return self(images)
+
+    def export_config(self) -> dict:
+        return {"num_ws": self.num_ws, "w_dim": self.w_dim, "keep_resolution": self.keep_resolution, "generator_hash": self.generator_hash}
+
+    @classmethod
+    def from_exported_config(cls, data: dict) -> "Inverter":
+        return cls(**data)
+
+
+@pytest.fixture()
+def standin_inverter(monkeypatch):
+    checkpoint._register_builtin()  # the real Inverter (once it exists) would otherwise replace ours later
+    monkeypatch.setitem(checkpoint._NETWORKS, "Inverter", Inverter.from_exported_config)
+
+
+def _gen(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(load_config("tiny", GeneratorConfig).network).eval()
+
+
+@pytest.fixture()
+def pair(standin_inverter):
+    G = _gen()
+    torch.manual_seed(1)
+    return G, Inverter.for_generator(G)
+
+
+def _frames(n=2, h=20, w=28) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("out_name", ["bundle_dir", "bundle.safetensors"])
+def test_roundtrip_and_from_bundle(tmp_path, pair, out_name) -> None:
+    G, E = pair
+    out = bundle_mod.save_bundle(tmp_path / out_name, G, E, options={"keep_resolution": 8, "psi": 0.5})
+    assert out.is_dir() == (out_name == "bundle_dir")
+    b = bundle_mod.load_bundle(out, device="cpu")
+    assert weights_hash(b.G) == weights_hash(G) and weights_hash(b.E) == weights_hash(E)
+    assert b.info["generator_hash"] == weights_hash(G) and b.options == {"keep_resolution": 8, "psi": 0.5}
+    r = StyleRandomizer.from_bundle(out, device="cpu", seed=0, mix=0.5)
+    assert (r.keep_resolution, r.psi, r.mix) == (8, 0.5, 0.5)
+    ref = StyleRandomizer(G, E, keep_resolution=8, psi=0.5, mix=0.5, seed=0)
+    f = _frames()
+    assert np.array_equal(r.randomize(f), ref.randomize(f))
+    with pytest.raises(TypeError, match="unknown option"):
+        StyleRandomizer.from_bundle(out, device="cpu", colour=1)
+
+
+def test_mismatched_pair_is_refused(tmp_path, pair) -> None:
+    G, E = pair
+    other = _gen(5)
+    with pytest.raises(CheckpointError, match="mismatch"):
+        bundle_mod.save_bundle(tmp_path / "x", other, E)
+    out = bundle_mod.save_bundle(tmp_path / "b", G, E)
+    checkpoint.save_network(out / bundle_mod.GENERATOR_FILE, other)  # swap the generator file
+    with pytest.raises(CheckpointError, match="generator's weights hash"):
+        bundle_mod.load_bundle(out, device="cpu")
+    info = json.loads((out / bundle_mod.INFO_FILE).read_text())
+    info["generator_hash"] = weights_hash(other)  # hash patched too: the inverter still disagrees
+    (out / bundle_mod.INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="mismatch"):
+        bundle_mod.load_bundle(out, device="cpu")
+    info["format"] = 99
+    (out / bundle_mod.INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="format"):
+        bundle_mod.load_bundle(out, device="cpu")
+    with pytest.raises(CheckpointError, match="not found"):
+        bundle_mod.load_bundle(tmp_path / "nothing", device="cpu")
+    with pytest.raises(CheckpointError, match="not a domrand bundle"):
+        bundle_mod.load_bundle(tmp_path, device="cpu")
+
+
+def test_real_inverter_bundle(tmp_path) -> None:
+    inverter = pytest.importorskip("domrand.generator.inverter", reason="the inverter module is not there yet")
+    G = _gen()
+    cfg = load_config("tiny", inverter.InverterConfig, kind="inverter")
+    E = inverter.Inverter.for_generator(G, cfg.network, samples=32)
+    out = bundle_mod.save_bundle(tmp_path / "real.safetensors", G, E, options={"psi": 0.8})
+    r = StyleRandomizer.from_bundle(out, device="cpu", seed=0)
+    assert r.keep_resolution == E.keep_resolution == 8
+    f = _frames(3, 64, 64)
+    out_frames = r.randomize(f)
+    assert out_frames.shape == f.shape and out_frames.dtype == np.uint8
+    lat = r.latents(f)
+    k = r.num_coarse
+    assert lat["features"] is not None and torch.equal(lat["ws"][:, :k], lat["frame_ws"][:, :k])
+    r.resample([0, 1, 2])
+    assert not torch.allclose(r.latents(f)["ws"][:, k:], lat["ws"][:, k:])
+
+
+def test_bundle_command_from_run_dirs(tmp_path, pair, capsys) -> None:
+    G, E = pair
+    g_run, e_run = tmp_path / "gen_run", tmp_path / "inv_run"
+    g_run.mkdir()
+    e_run.mkdir()
+    checkpoint.save_network(g_run / "G_ema.safetensors", G)
+    checkpoint.save_network(e_run / "E.safetensors", E)
+    out = tmp_path / "bundle"
+    rc = cli_main(["bundle", "--generator", str(g_run), "--inverter", str(e_run / "E.safetensors"), "--out", str(out), "--psi", "0.6"])
+    assert rc == 0 and "wrote bundle" in capsys.readouterr().out
+    assert bundle_mod.load_bundle(out, device="cpu").options == {"psi": 0.6}
+    checkpoint.save_network(g_run / "G_ema.safetensors", _gen(7))
+    rc = cli_main(["bundle", "--generator", str(g_run), "--inverter", str(e_run), "--out", str(tmp_path / "b2")])
+    assert rc == 2 and "mismatch" in capsys.readouterr().err
+    rc = cli_main(["bundle", "--generator", str(tmp_path / "empty"), "--inverter", str(e_run), "--out", str(tmp_path / "b3")])
+    assert rc == 2 and "neither a run directory" in capsys.readouterr().err
+
+
+def test_randomize_command(tmp_path, pair, monkeypatch, capsys) -> None:
+    G, E = pair
+    bdir = bundle_mod.save_bundle(tmp_path / "bundle", G, E, options={"keep_resolution": 8})
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(_frames(1, 30, 45)[0]).save(inp / "a.png")
+    Image.fromarray(_frames(1, 16, 16)[0]).save(inp / "b.jpg")
+    out = tmp_path / "out"
+    assert cli_main(["randomize", "--input", str(inp), "--out", str(out), "--bundle", str(bdir), "--n", "2"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_0.png", "a_1.png", "b_0.png", "b_1.png"]
+    assert Image.open(out / "a_0.png").size == (45, 30)
+    assert not np.array_equal(np.asarray(Image.open(out / "a_0.png")), np.asarray(Image.open(out / "a_1.png")))
+    monkeypatch.setattr(bundle_mod, "DEFAULT_BUNDLE", tmp_path / "not_installed")
+    assert cli_main(["randomize", "--input", str(inp / "a.png"), "--out", str(out)]) == 2
+    assert "no bundle is installed" in capsys.readouterr().err

@@ -1,0 +1,243 @@
+"""StyleRandomizer mechanics on an untrained tiny generator and a stand-in encoder."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from domrand.checkpoint import weights_hash
+from domrand.config import GeneratorConfig, load_config
+from domrand.generator.networks import Generator
+from domrand.randomizer import StyleRandomizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny networks: one intra-op thread is faster and does not fight other jobs for the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class StandInEncoder(nn.Module):
+    """Stand-in for the Inverter interface: a small conv net predicting offsets from w_avg."""
+
+    def __init__(self, G: Generator, keep_resolution: int = 8, features: bool = False):
+        super().__init__()
+        self.num_ws, self.w_dim, self.keep_resolution = G.num_ws, G.w_dim, keep_resolution
+        self.register_buffer("w_avg", G.mapping.w_avg.detach().clone())
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 16, self.num_ws * self.w_dim)
+        self.feat = nn.Conv2d(3, G.synthesis.channels[keep_resolution], 3, padding=1) if features else None
+        self.generator_hash = weights_hash(G)
+        self.invert_calls: list[int] = []
+
+    def forward(self, images: torch.Tensor) -> dict:
+        h = F.adaptive_avg_pool2d(torch.relu(self.conv(images)), 4).flatten(1)
+        ws = self.w_avg + self.fc(h).reshape(-1, self.num_ws, self.w_dim)
+        feats = None
+        if self.feat is not None:
+            r = self.keep_resolution
+            feats = {r: self.feat(F.interpolate(images, size=(r, r), mode="area"))}
+        return {"ws": ws, "features": feats}
+
+    def invert(self, images: torch.Tensor, G: nn.Module, steps: int = 0) -> dict:
+        self.invert_calls.append(steps)
+        return self(images)
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    torch.manual_seed(0)
+    G = Generator(load_config("tiny", GeneratorConfig).network).eval()
+    with torch.no_grad():  # untrained layers ignore noise (strength 0): make it visible
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.5)
+    return G
+
+
+@pytest.fixture(scope="module")
+def E(G: Generator) -> StandInEncoder:
+    torch.manual_seed(1)
+    return StandInEncoder(G).eval()
+
+
+def _frames(n: int = 3, h: int = 24, w: int = 24, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _rand(G, E, **kw) -> StyleRandomizer:
+    kw.setdefault("keep_resolution", 8)
+    kw.setdefault("seed", 0)
+    return StyleRandomizer(G, E, **kw)
+
+
+def test_shapes_dtypes_layouts_and_sizes(G, E) -> None:
+    r = _rand(G, E)
+    f = _frames(3, 40, 56)
+    out = r.randomize(f)
+    assert out.shape == f.shape and out.dtype == np.uint8
+    assert r.randomize(f[0]).shape == (40, 56, 3)
+    chw = np.ascontiguousarray(f.transpose(0, 3, 1, 2))
+    assert r.randomize(chw).shape == chw.shape
+    assert r.randomize(chw[1]).shape == chw[1].shape
+    t = torch.from_numpy(f)
+    out_t = r.randomize(t)
+    assert isinstance(out_t, torch.Tensor) and out_t.shape == t.shape and out_t.dtype == torch.uint8
+    assert r.randomize(_frames(2, 16, 16)).shape == (2, 16, 16, 3)  # exactly G's resolution: no resize
+    assert r.randomize(_frames(1, 8, 12)).shape == (1, 8, 12, 3)  # smaller than G: upsampled in, down out
+
+
+def test_coarse_ws_from_frame_fine_ws_from_style(G, E) -> None:
+    r = _rand(G, E)
+    f = _frames(2)
+    a = r.latents(f)
+    k = r.num_coarse
+    assert k == G.synthesis.num_ws_up_to(8) and r.num_fine == G.num_ws - k > 0
+    assert torch.equal(a["ws"][:, :k], a["frame_ws"][:, :k])
+    assert not torch.allclose(a["ws"][:, k:], a["frame_ws"][:, k:])
+    r.resample([0, 1])
+    b = r.latents(f)
+    assert torch.equal(b["ws"][:, :k], a["ws"][:, :k])
+    assert not torch.allclose(b["ws"][:, k:], a["ws"][:, k:])
+    # coarse noise is G's constant noise; fine noise is per environment
+    const = G.synthesis.sample_noise(1, noise_mode="const")
+    for name, res in G.synthesis.noise_layers:
+        if res <= 8:
+            assert torch.equal(b["noise"][name].expand(2, -1, -1, -1)[0], const[name][0])
+        else:
+            assert not torch.equal(b["noise"][name][0], b["noise"][name][1])
+
+
+def test_mix_and_psi(G, E) -> None:
+    f = _frames(2)
+    r = _rand(G, E, mix=0.0)
+    lat = r.latents(f)
+    assert torch.allclose(lat["ws"], lat["frame_ws"])
+    r.mix, r.psi = 1.0, 0.0
+    lat = r.latents(f)
+    w_avg = G.mapping.w_avg.reshape(1, 1, -1)
+    assert torch.allclose(lat["ws"][:, r.num_coarse :], w_avg.expand_as(lat["ws"][:, r.num_coarse :]))
+    with pytest.raises(ValueError, match="mix"):
+        r.mix = 1.5
+    with pytest.raises(ValueError, match="noise"):
+        r.noise = "sometimes"
+
+
+def test_per_env_stability_and_independence(G, E) -> None:
+    r = _rand(G, E)
+    f = np.repeat(_frames(1), 3, axis=0)
+    first = r.randomize(f)
+    assert np.array_equal(first, r.randomize(f))  # stable between resamples
+    assert not np.array_equal(first[0], first[1])  # same frame, different envs -> different worlds
+    r.resample([1])
+    second = r.randomize(f)
+    assert np.array_equal(second[0], first[0]) and np.array_equal(second[2], first[2])
+    assert not np.array_equal(second[1], first[1])
+    # explicit env ids, grown on demand
+    out = r.randomize(f[:2], env_ids=[7, 0])
+    assert np.array_equal(out[1], first[0]) and r.num_envs == 8
+
+
+def test_same_seed_same_frames_and_batch_independence(G, E) -> None:
+    f = _frames(4)
+    a, b = _rand(G, E, seed=3), _rand(G, E, seed=3)
+    assert np.array_equal(a.randomize(f), b.randomize(f))
+    a.resample([0, 1, 2, 3], seed=11)
+    b.resample([2], seed=11)  # env 2's style depends on (seed, env id), not on the batch
+    assert torch.equal(a.styles([2]), b.styles([2]))
+    c = _rand(G, E, seed=4)
+    assert not np.array_equal(c.randomize(f), _rand(G, E, seed=3).randomize(f))
+    a.resample([0, 1], seed=[5, 5])  # per-env seed lists: same seed -> same style
+    assert torch.allclose(a.styles([0]), a.styles([1]))
+
+
+def test_noise_modes(G, E) -> None:
+    f = np.repeat(_frames(1), 2, axis=0)
+    for mode in ("const", "none"):
+        r = _rand(G, E, noise=mode, mix=0.0)  # no sampled styles: envs differ only by noise
+        out = r.randomize(f)
+        assert np.array_equal(out[0], out[1])
+    out = _rand(G, E, noise="random", mix=0.0).randomize(f)
+    assert not np.array_equal(out[0], out[1])
+    r = _rand(G, E, noise="step")
+    assert not np.array_equal(r.randomize(f[:1]), r.randomize(f[:1]))
+
+
+def test_drift_glides_to_new_style(G, E) -> None:
+    r = _rand(G, E, drift_steps=4)
+    f = _frames(1)
+    r.randomize(f)
+    old = r.styles([0]).clone()
+    r.resample([0], seed=9, immediate=False)
+    target = _rand(G, E)
+    target.resample([0], seed=9)
+    new = target.styles([0])
+    seen = []
+    for _ in range(5):
+        seen.append(r.styles([0]).clone())
+        r.randomize(f)
+    assert not torch.allclose(seen[0], old) and not torch.allclose(seen[0], new)
+    assert torch.allclose(seen[3], new, atol=1e-5) and torch.allclose(seen[4], new, atol=1e-5)
+    d = [float((s - old).norm()) for s in seen[:4]]
+    assert d == sorted(d)
+    r.resample([0], seed=10, immediate=True)  # immediate switch ignores drift
+    target.resample([0], seed=10)
+    assert torch.allclose(r.styles([0]), target.styles([0]))
+
+
+class _NaNEncoder(StandInEncoder):
+    def forward(self, images: torch.Tensor) -> dict:
+        out = super().forward(images)
+        out["ws"] = out["ws"].clone()
+        out["ws"][0] = float("nan")
+        return out
+
+
+def test_nan_never_reaches_output(G) -> None:
+    r = _rand(G, _NaNEncoder(G))
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        out = r.randomize(_frames(2))
+    assert out.dtype == np.uint8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        r.randomize(_frames(2))
+
+
+def test_bad_input_and_pairing(G, E) -> None:
+    r = _rand(G, E)
+    with pytest.raises(ValueError, match="uint8"):
+        r.randomize(_frames(1).astype(np.float32))
+    with pytest.raises(ValueError, match="3 colour channels"):
+        r.randomize(np.zeros((2, 8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match="expected"):
+        r.randomize(np.zeros((8, 8), np.uint8))
+    other = StandInEncoder(G)
+    other.generator_hash = "0" * 16
+    with pytest.raises(ValueError, match="mismatch"):
+        StyleRandomizer(G, other)
+    with pytest.raises(ValueError, match="keep_resolution"):
+        StyleRandomizer(G, StandInEncoder(G, keep_resolution=8), keep_resolution=4)
+    with pytest.warns(UserWarning, match="only reconstructed"):
+        StyleRandomizer(G, E, keep_resolution=16)
+
+
+def test_features_refine_microbatch_and_dtype(G) -> None:
+    torch.manual_seed(2)
+    Ef = StandInEncoder(G, features=True)
+    f = _frames(5)
+    big = _rand(G, Ef, max_batch=64).randomize(f)
+    small = _rand(G, Ef, max_batch=2).randomize(f)
+    assert np.abs(big.astype(int) - small.astype(int)).max() <= 1
+    r = _rand(G, Ef, refine_steps=3)
+    r.randomize(f[:1])
+    assert Ef.invert_calls == [3]
+    out = _rand(G, Ef, dtype="bfloat16").randomize(f[:1])
+    assert out.shape == f[:1].shape and out.dtype == np.uint8
