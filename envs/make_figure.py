@@ -1,0 +1,77 @@
+"""Make ``docs/envs.png``: the same states rendered in sim, two target presets and randomized.
+
+Run ``python -m domrand.envs.make_figure [--out docs/envs.png] [--size 128]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+ROWS = (("sim", None), ("target", "target-a"), ("target", "target-b"), ("randomized", None))
+
+
+def figure(
+    env_id: str = "domrand/Push-v0",
+    n_states: int = 5,
+    size: int = 128,
+    seed: int = 0,
+    steps_between: int = 6,
+) -> np.ndarray:
+    """A uint8 image grid: rows sim / target-a / target-b / randomized, columns = states.
+
+    States come from the scripted expert; each column re-renders one state in every domain with
+    ``render_as`` (the randomized row uses a fresh randomization per column).
+    """
+    import gymnasium as gym
+
+    import domrand  # noqa: F401  (registers the envs)
+    from domrand.envs.experts import expert_action
+
+    env = gym.make(env_id, obs_mode="state", visual_domain="randomized", image_size=size, renderer="tiny")
+    columns = []
+    env.reset(seed=seed)
+    for col in range(n_states):
+        if col:
+            env.reset(seed=seed + col)
+        for _ in range(steps_between * (col % 3)):
+            env.step(expert_action(env))
+        base = env.unwrapped
+        columns.append([base.render_as(domain, preset) for domain, preset in ROWS])
+    env.close()
+    import cv2
+
+    gap, margin = 2, 96
+    h = len(ROWS) * size + (len(ROWS) - 1) * gap
+    w = margin + n_states * size + (n_states - 1) * gap
+    grid = np.full((h, w, 3), 255, np.uint8)
+    for r, (domain, preset) in enumerate(ROWS):
+        y = r * (size + gap) + size // 2
+        cv2.putText(grid, domain, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        if preset:
+            cv2.putText(grid, preset, (4, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+    for c, col in enumerate(columns):
+        x = margin + c * (size + gap)
+        for r, img in enumerate(col):
+            grid[r * (size + gap) : r * (size + gap) + size, x : x + size] = img
+    return grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="docs/envs.png", help="output PNG")
+    parser.add_argument("--env", default="domrand/Push-v0", help="env id")
+    parser.add_argument("--states", type=int, default=5, help="number of states (columns)")
+    parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from PIL import Image
+
+    Image.fromarray(figure(args.env, args.states, args.size, args.seed)).save(args.out)
+    print(f"wrote {args.out} (rows: {', '.join(p or d for d, p in ROWS)})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
