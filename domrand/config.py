@@ -79,6 +79,9 @@ class TrainingConfig:
     fade_kimg: float = 100.0  # progressive: kimg to fade in each new resolution
     stabilize_kimg: float = 100.0  # progressive: kimg at each resolution after fading
     min_images: int = 16  # fewer images than this in --data is an error
+    log_steps: int = 50  # write averaged losses, p and img/s to metrics.jsonl every N steps
+    amp: bool = True  # CUDA only, when network.num_fp16_res == 0: bf16 autocast of the G/D main passes
+    channels_last: bool = False  # CUDA only: channels_last memory format for D inputs and weights
 
 
 @dataclass(frozen=True)

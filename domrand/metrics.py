@@ -27,6 +27,8 @@ def to_float_images(x: Images) -> torch.Tensor:
     float32), unchanged, on their own device; gradients are kept.
     """
     if isinstance(x, np.ndarray):
+        if not x.flags.writeable:  # e.g. a memory-mapped dataset: torch wants writable memory
+            x = np.array(x)
         x = torch.from_numpy(np.ascontiguousarray(x))
         if x.dtype == torch.float64:
             x = x.float()

@@ -1,0 +1,199 @@
+"""Run-directory layout of ``domrand train-generator`` and helpers to find things in it.
+
+::
+
+    runs/NAME/
+      config.yaml                 resolved GeneratorConfig (r1_gamma filled in)
+      command.txt                 the exact command line(s); a resume appends a line
+      metrics.jsonl               one JSON object per line: training scalars and SWD records
+      reals.png                   a grid of dataset images (written once)
+      samples_<kimg>.png          G_ema sample grid + truncated row + style-mixing panel
+      swd.png                     SWD-vs-kimg curve
+      G_ema.safetensors           latest EMA generator (what users and the inverter load)
+      G_ema_best.safetensors      EMA generator with the best SWD so far
+      checkpoints/kimg-<kimg>/    G, G_ema, D, train_state (.safetensors); written atomically
+
+``<kimg>`` is ``%06d`` for whole kimg and ``%010.3f`` (e.g. ``000000.512``) otherwise.
+A checkpoint directory is complete when all four files are present; it is written into a
+``.tmp-*`` directory first and renamed, so a crash never leaves a half-written ``kimg-*`` dir.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from domrand.checkpoint import CheckpointError, read_network_info
+
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors", "train_state.safetensors")
+G_EMA = "G_ema.safetensors"
+G_EMA_BEST = "G_ema_best.safetensors"
+CONFIG = "config.yaml"
+COMMAND = "command.txt"
+METRICS = "metrics.jsonl"
+REALS = "reals.png"
+SWD_PLOT = "swd.png"
+_PREFIX = "kimg-"
+
+
+def format_kimg(kimg: float) -> str:
+    """``1.0 -> "000001"``, ``0.512 -> "000000.512"`` (sortable, unique to 1 image in 1000)."""
+    kimg = round(float(kimg), 3)
+    if math.isclose(kimg, round(kimg), abs_tol=1e-9):
+        return f"{int(round(kimg)):06d}"
+    return f"{kimg:010.3f}"
+
+
+def samples_name(kimg: float) -> str:
+    return f"samples_{format_kimg(kimg)}.png"
+
+
+def checkpoint_dir(run_dir: str | os.PathLike, kimg: float) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"{_PREFIX}{format_kimg(kimg)}"
+
+
+def _parse_kimg(name: str) -> float | None:
+    if not name.startswith(_PREFIX):
+        return None
+    try:
+        return float(name[len(_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def is_complete(ckpt_dir: str | os.PathLike) -> bool:
+    d = Path(ckpt_dir)
+    return d.is_dir() and all((d / f).is_file() for f in CHECKPOINT_FILES)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[float, Path]]:
+    """Complete checkpoint dirs of a run, ``[(kimg, path)]`` oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        kimg = _parse_kimg(d.name)
+        if kimg is not None and is_complete(d):
+            found.append((kimg, d))
+    return sorted(found, key=lambda t: t[0])
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint dir, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def list_samples(run_dir: str | os.PathLike) -> list[tuple[float, Path]]:
+    """``samples_<kimg>.png`` files of a run, ``[(kimg, path)]`` oldest first."""
+    out = []
+    for p in Path(run_dir).glob("samples_*.png"):
+        try:
+            out.append((float(p.stem[len("samples_") :]), p))
+        except ValueError:
+            continue
+    return sorted(out, key=lambda t: t[0])
+
+
+def resolve_generator(path: str | os.PathLike, best: bool = False) -> Path:
+    """A run dir, checkpoint dir or network file -> the G_ema file to load.
+
+    Run dir: ``G_ema_best.safetensors`` if ``best`` (and present), else ``G_ema.safetensors``, else
+    the newest complete checkpoint's ``G_ema``. Raises ``FileNotFoundError`` with what was looked for.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist (expected a run directory, a checkpoint directory or a .safetensors file)")
+    candidates = []
+    if best:
+        candidates.append(p / G_EMA_BEST)
+    candidates.append(p / G_EMA)
+    for c in candidates:
+        if c.is_file():
+            return c
+    latest = latest_checkpoint(p)
+    if latest is not None:
+        return latest / G_EMA
+    raise FileNotFoundError(
+        f"{p} holds no generator: no {G_EMA} and no complete checkpoint under {p / CHECKPOINTS} "
+        "(is this a train-generator run directory?)"
+    )
+
+
+def checkpoint_swd(ckpt_dir: str | os.PathLike) -> float | None:
+    """The mean SWD stored in a checkpoint's G_ema ``extra`` (None if missing or unreadable)."""
+    try:
+        value = read_network_info(Path(ckpt_dir) / G_EMA)["extra"].get("swd")
+    except (CheckpointError, OSError):
+        return None
+    return None if value is None else float(value)
+
+
+def best_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The complete checkpoint dir with the lowest stored SWD (ties: the newer), or None."""
+    best: tuple[float, float, Path] | None = None
+    for kimg, d in list_checkpoints(run_dir):
+        s = checkpoint_swd(d)
+        if s is None or not math.isfinite(s):
+            continue
+        if best is None or s <= best[0]:
+            best = (s, kimg, d)
+    return None if best is None else best[2]
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all complete checkpoints except the newest ``keep_last`` and the best by SWD.
+
+    Also removes leftover ``.tmp-*`` directories. Returns the deleted paths.
+    """
+    found = list_checkpoints(run_dir)
+    keep = {d for _, d in found[-max(int(keep_last), 1) :]}
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        keep.add(best)
+    removed = []
+    for _, d in found:
+        if d not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    root = Path(run_dir) / CHECKPOINTS
+    if root.is_dir():
+        for d in root.glob(".tmp-*"):
+            shutil.rmtree(d, ignore_errors=True)
+    return removed
+
+
+def write_checkpoint_dir(run_dir: str | os.PathLike, kimg: float, write: Callable[[Path], None]) -> Path:
+    """Create ``checkpoints/kimg-<kimg>/`` atomically: ``write(tmp_dir)`` fills a temp dir, then
+    it is renamed into place (replacing an older dir of the same name)."""
+    final = checkpoint_dir(run_dir, kimg)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); a run dir is not secret
+    try:
+        write(tmp)
+        missing = [f for f in CHECKPOINT_FILES if not (tmp / f).is_file()]
+        if missing:
+            raise RuntimeError(f"checkpoint writer left out {missing}")
+        if final.exists():
+            old = final.with_name(f".tmp-old-{final.name}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

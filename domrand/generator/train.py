@@ -1,0 +1,793 @@
+"""StyleGAN2 training loop (issue 3): importable, no argparse.
+
+``train(config, data, out, ...)`` runs a whole training job into a run directory (layout in
+``domrand.generator.runs``) and returns a ``TrainResult``; ``Trainer`` is the loop itself, one
+``train_step()`` at a time, for callers that drive it (tests, future distributed launchers).
+
+One step (global batch ``B``, split evenly over ``world_size`` ranks) runs the four phases of
+StyleGAN2: G main (non-saturating loss through D, style mixing, ``w_avg`` update), lazy
+path-length regularization every ``pl_interval`` steps, D main (logistic loss on augmented fakes
+and reals, ADA statistics), lazy R1 every ``r1_interval`` steps; then the EMA generator update
+and the ADA ``p`` update. Adam uses the lazy-regularization correction of lr and betas.
+
+Everything random draws from explicit ``torch.Generator`` objects on the CPU (latents, style
+mixing, noise inputs, data sampling, augmentation, path-length noise), seeded from ``seed`` and
+``rank``; their states are stored in each checkpoint with the optimizer states, counters and
+the global RNG states, so ``resume`` continues bit-for-bit on CPU. Evaluation (SWD, sample
+sheets) uses separate fixed-seed generators and never touches training randomness.
+
+Distributed training (later): pass ``rank``, ``world_size`` and ``reduce`` (an all-reduce sum);
+gradients, ADA statistics, path-length means and logged losses go through ``reduce``; only
+rank 0 writes files. Wrapping G/D in DDP can replace ``_sync_grads``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from domrand import checkpoint as ckpt
+from domrand.config import GeneratorConfig, dump_yaml, load_config, replace, to_dict
+from domrand.generator import runs
+from domrand.generator.losses import (
+    PathLengthRegularizer,
+    auto_r1_gamma,
+    d_logistic_loss,
+    g_nonsaturating_loss,
+    lazy_adam_hparams,
+    mixed_ws,
+    path_length_lengths,
+    r1_penalty,
+)
+from domrand.generator.networks import Discriminator, Generator
+from domrand.utils import atomic_write_text, resolve_device
+
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+# Independent random streams of one rank (each a CPU torch.Generator).
+STREAMS = ("z", "mix", "noise", "data", "augment", "pl")
+GRID_ROWS, GRID_COLS = 4, 8  # fixed-latent rows of the sample sheet
+STATE_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Config resolution
+
+
+def resolve_config(
+    config: GeneratorConfig | str | Path,
+    *,
+    kimg: float | None = None,
+    batch: int | None = None,
+    progressive: bool | None = None,
+    world_size: int = 1,
+) -> GeneratorConfig:
+    """Load a preset (name, path or object), apply overrides, fill in ``r1_gamma`` and validate.
+
+    Raises ``ValueError`` (``ConfigError``) with a clear message for impossible settings.
+    """
+    cfg = config if isinstance(config, GeneratorConfig) else load_config(config, GeneratorConfig)
+    changes: dict[str, Any] = {}
+    if kimg is not None:
+        changes["training.kimg"] = float(kimg)
+    if batch is not None:
+        changes["training.batch"] = int(batch)
+    if progressive is not None:
+        changes["training.progressive"] = bool(progressive)
+    if changes:
+        cfg = replace(cfg, **changes)
+    t, net = cfg.training, cfg.network
+    if t.batch < 1:
+        raise ValueError(f"training.batch must be >= 1, got {t.batch}")
+    if t.batch % world_size:
+        raise ValueError(f"training.batch={t.batch} must be divisible by world_size={world_size}")
+    if not t.kimg > 0:
+        raise ValueError(f"training.kimg must be > 0, got {t.kimg}")
+    for key in ("r1_interval", "pl_interval", "pl_batch_shrink", "ada_interval", "log_steps"):
+        if getattr(t, key) < 1:
+            raise ValueError(f"training.{key} must be >= 1, got {getattr(t, key)}")
+    if t.snapshot_kimg <= 0 or t.metrics_kimg <= 0:
+        raise ValueError("training.snapshot_kimg and training.metrics_kimg must be > 0")
+    if t.progressive:
+        r0 = t.start_resolution
+        if r0 < 8 or r0 > net.resolution or r0 & (r0 - 1):
+            raise ValueError(
+                f"training.start_resolution must be a power of two in [8, {net.resolution}] for --progressive, got {r0}"
+            )
+    if t.r1_gamma is None:
+        cfg = replace(cfg, **{"training.r1_gamma": auto_r1_gamma(net.resolution, t.batch)})
+    return cfg
+
+
+def progressive_schedule(nimg: int, cfg: GeneratorConfig) -> tuple[int, float]:
+    """``(active_resolution, alpha)`` after ``nimg`` real images under the progressive curriculum.
+
+    Start at ``start_resolution`` for ``stabilize_kimg``; then for each doubling fade the new
+    resolution in over ``fade_kimg`` (alpha 0 -> 1) and stabilize for ``stabilize_kimg``; the
+    full resolution stays once reached. Without ``progressive`` always ``(resolution, 1.0)``.
+    """
+    t, final = cfg.training, cfg.network.resolution
+    if not t.progressive:
+        return final, 1.0
+    kimg = nimg / 1000.0
+    res = t.start_resolution
+    kimg -= t.stabilize_kimg
+    while res < final and kimg >= 0:
+        if kimg < t.fade_kimg:
+            return res * 2, float(kimg / t.fade_kimg) if t.fade_kimg > 0 else 1.0
+        kimg -= t.fade_kimg + t.stabilize_kimg
+        res *= 2
+    return res, 1.0
+
+
+def dataset_key(images: np.ndarray) -> str:
+    """A short hash of the training array (shape + bytes), stored to detect data changes on resume."""
+    h = hashlib.sha256(str(tuple(images.shape)).encode())
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()[:16]
+
+
+def _stream_seed(seed: int, rank: int, index: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(rank), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+class Trainer:
+    """StyleGAN2 + ADA training state and one-step update. See the module docstring."""
+
+    def __init__(
+        self,
+        cfg: GeneratorConfig,  # resolved config (see resolve_config)
+        images: np.ndarray,  # uint8 [N, R, R, 3] training images (all ranks: the full set)
+        *,
+        device: str | torch.device = "cpu",  # training device
+        seed: int = 0,  # seeds every random stream
+        rank: int = 0,  # this process's rank
+        world_size: int = 1,  # number of processes
+        reduce: Reduce | None = None,  # all-reduce sum over ranks (None: single process)
+    ):
+        from domrand.generator.dataset import ImageSampler
+
+        if cfg.training.r1_gamma is None:
+            cfg = resolve_config(cfg, world_size=world_size)
+        self.cfg, self.t = cfg, cfg.training
+        self.device = resolve_device(device)
+        self.seed, self.rank, self.world_size, self.reduce = int(seed), int(rank), int(world_size), reduce
+        self.batch = self.t.batch
+        self.local_batch = self.batch // self.world_size
+        res = cfg.network.resolution
+        if images.ndim != 4 or images.shape[1:] != (res, res, 3) or images.dtype != np.uint8:
+            raise ValueError(f"images: expected uint8 [N, {res}, {res}, 3], got {images.dtype} {list(images.shape)}")
+        self.images = images
+        self.data_key = dataset_key(images)
+        self.sampler = ImageSampler(images, xflip=self.t.xflip, rank=rank, world_size=world_size)
+
+        with torch.random.fork_rng(devices=[]):  # weight init: same on every rank; caller's RNG untouched
+            torch.manual_seed(_stream_seed(seed, 0, 100))
+            self.G = Generator(cfg.network).to(self.device).train()
+            self.D = Discriminator(cfg.network, progressive=self.t.progressive).to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # CUDA mixed precision: networks with num_fp16_res > 0 run those layers in fp16 (with conv_clamp);
+        # otherwise bf16 autocast of the main passes when training.amp.
+        self.amp = self.device.type == "cuda" and self.t.amp and cfg.network.num_fp16_res == 0
+        if self.device.type == "cuda" and self.t.channels_last:
+            self.D = self.D.to(memory_format=torch.channels_last)
+
+        pl_interval = self.t.pl_interval if self.t.pl_weight > 0 else None
+        r1_interval = self.t.r1_interval if self.t.r1_gamma and self.t.r1_gamma > 0 else None
+        g_lr, g_betas = lazy_adam_hparams(self.t.g_lr, self.t.betas, pl_interval)
+        d_lr, d_betas = lazy_adam_hparams(self.t.d_lr, self.t.betas, r1_interval)
+        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
+        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
+
+        self.augment = None
+        self.ada = None
+        if self.t.ada:
+            from domrand.generator.augment import AdaController, AugmentPipe
+
+            self.augment = AugmentPipe(0.0).to(self.device)
+            self.ada = AdaController(
+                target=self.t.ada_target, interval=self.t.ada_interval, speed_kimg=self.t.ada_kimg, batch=self.batch
+            )
+        self.pl = PathLengthRegularizer(self.t.pl_decay, device=self.device, reduce=reduce, world_size=world_size)
+        self.gens = {name: torch.Generator().manual_seed(_stream_seed(seed, rank, i)) for i, name in enumerate(STREAMS)}
+        self.grid_z = torch.randn(GRID_ROWS * GRID_COLS, cfg.network.z_dim, generator=torch.Generator().manual_seed(seed))
+        self.step = 0
+        self.nimg = 0
+        self.data_source: str | None = None  # dataset path recorded in checkpoints (for eval/resume)
+
+    # ---- small helpers ------------------------------------------------------------------------
+    @property
+    def kimg(self) -> float:
+        return self.nimg / 1000.0
+
+    def schedule(self) -> tuple[int, float]:
+        return progressive_schedule(self.nimg, self.cfg)
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.network.z_dim, generator=self.gens["z"]).to(self.device)
+
+    def _noise(self, G: Generator, n: int, res: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return {
+            name: torch.randn(n, 1, r, r, generator=gen).to(self.device)
+            for name, r in G.synthesis.noise_layers
+            if r <= res
+        }
+
+    def _generate(self, n: int, res: int, alpha: float, update_emas: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        z, z2 = self._z(n), self._z(n)
+        ws = mixed_ws(self.G, z, z2, self.t.style_mixing_prob, generator=self.gens["mix"], update_emas=update_emas)
+        img = self.G.synthesis(
+            ws, noise=self._noise(self.G, n, res, self.gens["noise"]), active_resolution=res, alpha=alpha
+        )
+        return img, ws
+
+    def _run_D(self, img: torch.Tensor, res: int, alpha: float) -> torch.Tensor:
+        if self.augment is not None:
+            img = self.augment(img, generator=self.gens["augment"])
+        if self.device.type == "cuda" and self.t.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        return self.D(img, active_resolution=res, alpha=alpha)
+
+    def _reals(self, n: int, res: int, alpha: float) -> torch.Tensor:
+        x = self.sampler.sample(n, self.gens["data"], self.device)
+        full = self.cfg.network.resolution
+        if res < full:
+            x = F.avg_pool2d(x, full // res)
+            if alpha < 1:
+                low = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+                x = low.lerp(x, alpha)
+        return x
+
+    def _sync_grads(self, module: torch.nn.Module) -> None:
+        if self.world_size == 1 or self.reduce is None:
+            return
+        for p in module.parameters():
+            if p.grad is not None:
+                p.grad.copy_(self.reduce(p.grad) / self.world_size)
+
+    def _mean(self, value: torch.Tensor) -> float:
+        value = value.detach().float()
+        if self.reduce is not None and self.world_size > 1:
+            value = self.reduce(value) / self.world_size
+        return float(value)
+
+    # ---- one step -----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimization step on the global batch; returns scalars for logging."""
+        t, b = self.t, self.local_batch
+        res, alpha = self.schedule()
+        stats: dict[str, float] = {}
+
+        # G main: non-saturating loss; w_avg follows this batch.
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        with self._autocast():
+            fake, _ = self._generate(b, res, alpha, update_emas=True)
+            logits = self._run_D(fake, res, alpha)
+        loss_g = g_nonsaturating_loss(logits.float())
+        self.G_opt.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self._sync_grads(self.G)
+        self.G_opt.step()
+        stats["loss_G"] = self._mean(loss_g)
+
+        # G reg: lazy path length (fp32).
+        if t.pl_weight > 0 and self.step % t.pl_interval == 0:
+            n = max(1, b // t.pl_batch_shrink)
+            img, ws = self._generate(n, res, alpha, update_emas=False)
+            lengths = path_length_lengths(img.float(), ws, generator=self.gens["pl"])
+            penalty = self.pl.penalty(lengths)
+            loss_pl = penalty.mean() * t.pl_weight * t.pl_interval
+            self.G_opt.zero_grad(set_to_none=True)
+            loss_pl.backward()
+            self._sync_grads(self.G)
+            self.G_opt.step()
+            stats["loss_pl"] = self._mean(penalty.mean())
+        self.G.requires_grad_(False)
+
+        # D main: logistic loss on augmented fakes and reals; ADA statistics.
+        self.D.requires_grad_(True)
+        with torch.no_grad(), self._autocast():
+            fake, _ = self._generate(b, res, alpha, update_emas=False)
+        real = self._reals(b, res, alpha)
+        with self._autocast():
+            fake_logits = self._run_D(fake.float(), res, alpha)
+            real_logits = self._run_D(real, res, alpha)
+        if self.ada is not None:
+            self.ada.accumulate(real_logits)
+        loss_fake, loss_real = d_logistic_loss(real_logits.float(), fake_logits.float())
+        self.D_opt.zero_grad(set_to_none=True)
+        (loss_fake + loss_real).backward()
+        self._sync_grads(self.D)
+        self.D_opt.step()
+        stats["loss_D"] = self._mean(loss_fake + loss_real)
+        stats["D_real"] = self._mean(real_logits.float().mean())
+        stats["D_fake"] = self._mean(fake_logits.float().mean())
+
+        # D reg: lazy R1 on (un-augmented) reals, gradient through the augmentation (fp32).
+        if t.r1_gamma and t.r1_gamma > 0 and self.step % t.r1_interval == 0:
+            real_r1 = real.detach().requires_grad_(True)
+            penalty = r1_penalty(real_r1, self._run_D(real_r1, res, alpha))
+            loss_r1 = penalty.mean() * (t.r1_gamma / 2) * t.r1_interval
+            self.D_opt.zero_grad(set_to_none=True)
+            loss_r1.backward()
+            self._sync_grads(self.D)
+            self.D_opt.step()
+            stats["loss_r1"] = self._mean(penalty.mean())
+        self.D.requires_grad_(False)
+
+        self._update_ema()
+        if self.ada is not None:
+            self.ada.update(self.augment, reduce=self.reduce)
+            stats["p"] = float(self.augment.p)
+            if self.ada.r_t is not None:
+                stats["r_t"] = float(self.ada.r_t)
+        stats["pl_mean"] = float(self.pl.pl_mean)
+        self.step += 1
+        self.nimg += self.batch
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        ema_nimg = self.t.ema_kimg * 1000
+        if self.t.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.nimg * self.t.ema_rampup)
+        beta = 0.5 ** (self.batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_ema(self, n: int, seed: int = 123, batch: int = 32, full_resolution: bool = True) -> torch.Tensor:
+        """``n`` G_ema images, float ``[n, 3, R, R]`` on the CPU, from fixed-seed latents and noise.
+
+        During progressive growing the current resolution is upsampled to R when ``full_resolution``.
+        """
+        res, alpha = self.schedule()
+        gen = torch.Generator().manual_seed(int(seed))
+        out = []
+        for i in range(0, n, batch):
+            m = min(batch, n - i)
+            z = torch.randn(m, self.cfg.network.z_dim, generator=gen).to(self.device)
+            ws = self.G_ema.mapping(z)
+            img = self.G_ema.synthesis(ws, noise=self._noise(self.G_ema, m, res, gen), active_resolution=res, alpha=alpha)
+            out.append(img.float().cpu())
+        images = torch.cat(out)
+        full = self.cfg.network.resolution
+        if full_resolution and images.shape[-1] != full:
+            images = F.interpolate(images, size=(full, full), mode="bilinear", align_corners=False)
+        return images
+
+    def swd_reals(self) -> np.ndarray:
+        """The fixed subset of dataset images SWD compares against (``swd_images`` of them)."""
+        n = min(self.t.swd_images, len(self.images))
+        idx = np.sort(np.random.default_rng(self.seed).choice(len(self.images), size=n, replace=False))
+        return self.images[idx]
+
+    def evaluate_swd(self, reals: np.ndarray | None = None) -> dict[str, float]:
+        from domrand.metrics import swd
+
+        reals = self.swd_reals() if reals is None else reals
+        fakes = self.generate_ema(self.t.swd_images)
+        return swd(fakes, reals, seed=0)
+
+    @torch.no_grad()
+    def sample_sheet(self) -> np.ndarray:
+        from domrand.generator.visualize import sample_sheet
+
+        res, alpha = self.schedule()
+        return sample_sheet(self.G_ema, self.grid_z, GRID_COLS, psi=0.5, active_resolution=res, alpha=alpha)
+
+    # ---- state ------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything besides the networks, flattened into tensors + JSON (no pickle)."""
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "nimg": self.nimg,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "batch": self.batch,
+            "data_key": self.data_key,
+            "data": self.data_source,
+            "config": to_dict(self.cfg),
+        }
+        for name, opt in (("G_opt", self.G_opt), ("D_opt", self.D_opt)):
+            sd = opt.state_dict()
+            present = {}
+            for idx, st in sd["state"].items():
+                present[str(idx)] = sorted(st)
+                for key, value in st.items():
+                    tensors[f"{name}/{idx}/{key}"] = torch.as_tensor(value)
+            meta[name] = {"param_groups": sd["param_groups"], "state_keys": present}
+        for name, gen in self.gens.items():
+            tensors[f"gen/{name}"] = gen.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng/cuda/{i}"] = s
+        np_state = np.random.get_state()
+        tensors["rng/numpy_keys"] = torch.from_numpy(np_state[1].astype(np.int64))
+        meta["numpy_rng"] = [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]
+        py_state = random.getstate()
+        meta["python_rng"] = [py_state[0], list(py_state[1]), py_state[2]]
+        tensors["pl_mean"] = self.pl.pl_mean.detach()
+        tensors["grid_z"] = self.grid_z
+        if self.augment is not None:
+            tensors["ada_p"] = self.augment.p.detach()
+            meta["ada"] = self.ada.state_dict()
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        if meta.get("version") != STATE_VERSION:
+            raise ckpt.CheckpointError(f"train_state version {meta.get('version')!r} is not {STATE_VERSION}")
+        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
+        self.seed = int(meta.get("seed", self.seed))  # the run's seed (fixes the SWD real subset)
+        for name, opt in (("G_opt", self.G_opt), ("D_opt", self.D_opt)):
+            info = meta[name]
+            state = {
+                int(idx): {k: tensors[f"{name}/{idx}/{k}"] for k in keys} for idx, keys in info["state_keys"].items()
+            }
+            groups = []
+            for g in info["param_groups"]:
+                g = dict(g)
+                if "betas" in g:
+                    g["betas"] = tuple(g["betas"])
+                groups.append(g)
+            opt.load_state_dict({"state": state, "param_groups": groups})
+        for name, gen in self.gens.items():
+            gen.set_state(tensors[f"gen/{name}"])
+        torch.set_rng_state(tensors["rng/torch"])
+        cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        kind, pos, has_gauss, cached = meta["numpy_rng"]
+        np.random.set_state((kind, tensors["rng/numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, internal, gauss = meta["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        self.pl.pl_mean.copy_(tensors["pl_mean"].to(self.device))
+        self.grid_z = tensors["grid_z"].clone()
+        if self.augment is not None:
+            if "ada_p" in tensors:
+                self.augment.p.copy_(tensors["ada_p"].to(self.device))
+            if "ada" in meta:
+                self.ada.load_state_dict(meta["ada"])
+
+    def save_checkpoint(self, run_dir: str | Path, swd_mean: float | None) -> Path:
+        """Write ``checkpoints/kimg-<kimg>/`` (atomic dir) for the current state."""
+        extra = {"kimg": self.kimg, "step": self.step, "swd": swd_mean}
+        res, alpha = self.schedule()
+        if self.t.progressive:
+            extra.update(active_resolution=res, alpha=alpha)
+        tensors, meta = self.state()
+
+        def write(tmp: Path) -> None:
+            ckpt.save_network(tmp / "G.safetensors", self.G, extra)
+            ckpt.save_network(tmp / "G_ema.safetensors", self.G_ema, extra)
+            ckpt.save_network(tmp / "D.safetensors", self.D, extra)
+            ckpt.save_tensors(tmp / "train_state.safetensors", tensors, meta)
+
+        return runs.write_checkpoint_dir(run_dir, self.kimg, write)
+
+    def load_checkpoint(self, ckpt_dir: str | Path) -> dict[str, Any]:
+        """Restore networks and training state from a checkpoint dir; returns its metadata."""
+        d = Path(ckpt_dir)
+        for name, net in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
+            loaded = ckpt.load_network(d / f"{name}.safetensors", type(net).__name__)
+            try:
+                net.load_state_dict(loaded.state_dict(), strict=True)
+            except RuntimeError as exc:
+                raise ckpt.CheckpointError(f"{d / name}.safetensors does not fit this config: {exc}") from None
+        tensors, meta = ckpt.load_tensors(d / "train_state.safetensors")
+        if int(meta.get("batch", self.batch)) != self.batch or int(meta.get("world_size", 1)) != self.world_size:
+            raise ValueError(
+                f"{d}: checkpoint was trained with batch {meta.get('batch')} on {meta.get('world_size')} rank(s); "
+                f"resume with the same batch and world size (got {self.batch}, {self.world_size})"
+            )
+        self.load_state(tensors, meta)
+        return meta
+
+
+# --------------------------------------------------------------------------------------------
+# Whole runs
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None  # the run directory (None when out=None)
+    step: int  # optimization steps done in total
+    kimg: float  # real images shown in total / 1000
+    swd: list[tuple[float, float]] = field(default_factory=list)  # [(kimg, mean SWD)] of this call
+    img_per_s: float = 0.0  # training throughput of this call (excluding evaluation)
+    seconds: float = 0.0  # wall time of this call
+    trainer: Trainer | None = None  # the trainer (networks, optimizers) at the end
+
+
+def _info(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Logger:
+    """metrics.jsonl + optional TensorBoard scalars (rank 0 only)."""
+
+    _tb_note_shown = False
+
+    def __init__(self, run_dir: Path | None, tensorboard: bool = True):
+        self.path = None if run_dir is None else run_dir / runs.METRICS
+        self.tb = None
+        if run_dir is not None and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed: skip quietly after one line
+                if not _Logger._tb_note_shown:
+                    _info("domrand: TensorBoard not installed; scalars go to metrics.jsonl only")
+                    _Logger._tb_note_shown = True
+
+    def write(self, record: dict[str, Any], step: int) -> None:
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step",):
+                    self.tb.add_scalar(f"{record.get('kind', 'train')}/{key}", value, step)
+            for key, value in record.get("swd", {}).items():
+                self.tb.add_scalar(f"swd/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _crossed(before: int, after: int, every_nimg: float) -> bool:
+    every = max(1, int(round(every_nimg)))
+    return after // every > before // every
+
+
+def _load_data(data: str | Path | np.ndarray, resolution: int, min_images: int, cache_dir, progress: bool) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        if len(data) < min_images:
+            raise ValueError(f"found {len(data)} image(s) in the given array, need at least {min_images}")
+        return data
+    from domrand.generator.dataset import load_images
+
+    return load_images(data, resolution, cache_dir=cache_dir, min_images=min_images, progress=progress)
+
+
+def prepare_run_dir(out: Path, resume: bool) -> Path | None:
+    """Check ``out`` for a fresh run (must be empty or absent) or a resume (must hold a checkpoint).
+
+    Returns the checkpoint dir to resume from (None for a fresh run).
+    """
+    if resume:
+        if not out.is_dir():
+            raise FileNotFoundError(f"--resume: run directory {out} does not exist")
+        latest = runs.latest_checkpoint(out)
+        if latest is None:
+            raise ValueError(f"--resume: no complete checkpoint in {out / runs.CHECKPOINTS}; nothing to resume")
+        if not (out / runs.CONFIG).is_file():
+            raise ValueError(f"--resume: {out / runs.CONFIG} is missing; is {out} a train-generator run?")
+        return latest
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(
+            f"output directory {out} already exists and is not empty; pass --resume to continue that run "
+            "or choose another --out (refusing to overwrite)"
+        )
+    return None
+
+
+def _resume_config(out: Path, config, kimg, batch, progressive, world_size) -> GeneratorConfig:
+    stored = load_config(out / runs.CONFIG, GeneratorConfig)
+    cfg = resolve_config(stored, kimg=kimg, world_size=world_size)
+    if config is not None:
+        asked = resolve_config(config, kimg=cfg.training.kimg, batch=batch, progressive=progressive, world_size=world_size)
+        a, b = to_dict(asked), to_dict(cfg)
+        diff = [f"{s}.{k}" for s in ("network", "training") for k in a[s] if a[s][k] != b[s][k]]
+        if diff:
+            raise ValueError(
+                f"--resume: the given config differs from the run's {out / runs.CONFIG} in {', '.join(diff)}; "
+                "only --kimg may change when resuming"
+            )
+    else:
+        if batch is not None and batch != cfg.training.batch:
+            raise ValueError(f"--resume: the run was trained with batch {cfg.training.batch}; --batch {batch} cannot change it")
+        if progressive is not None and progressive != cfg.training.progressive:
+            raise ValueError("--resume: --progressive cannot change when resuming")
+    return cfg
+
+
+def train(
+    config: GeneratorConfig | str | Path | None,
+    data: str | Path | np.ndarray | None,
+    out: str | Path | None,
+    *,
+    kimg: float | None = None,  # total training length (overrides the preset); resume continues up to it
+    batch: int | None = None,  # global batch (overrides the preset)
+    progressive: bool | None = None,  # progressive-growing curriculum (overrides the preset)
+    resume: bool = False,  # continue the newest complete checkpoint in ``out``
+    device: str | torch.device = "auto",  # auto | cpu | cuda | cuda:N
+    seed: int = 0,  # seeds everything
+    progress: bool = True,  # tqdm progress bar
+    cache_dir: str | Path | None = None,  # dataset cache folder (dataset.load_images)
+    command: str | None = None,  # command line to record in command.txt (default: sys.argv)
+    eval_at_start: bool = True,  # fresh runs: SWD + samples at kimg 0
+    tensorboard: bool = True,  # TensorBoard scalars when the package is installed
+    rank: int = 0,  # distributed rank (only rank 0 writes files)
+    world_size: int = 1,  # number of ranks
+    reduce: Reduce | None = None,  # all-reduce sum over ranks
+) -> TrainResult:
+    """Train a generator into run directory ``out`` (None: keep nothing on disk). See module doc."""
+    out_path = None if out is None else Path(out)
+    if resume and out_path is None:
+        raise ValueError("resume needs an output directory")
+    resume_from = None
+    if out_path is not None:
+        if rank == 0:
+            resume_from = prepare_run_dir(out_path, resume)
+        elif resume:
+            resume_from = runs.latest_checkpoint(out_path)
+    if resume_from is not None:
+        cfg = _resume_config(out_path, config, kimg, batch, progressive, world_size)
+        _, state_meta = ckpt.load_tensors(resume_from / "train_state.safetensors")
+        if data is None:
+            data = state_meta.get("data")
+            if not data:
+                raise ValueError("--resume: the checkpoint does not record its dataset; pass --data")
+    else:
+        if config is None:
+            raise ValueError("a config (preset name or YAML path) is required")
+        if data is None:
+            raise ValueError("--data is required")
+        cfg = resolve_config(config, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size)
+    t = cfg.training
+    images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, progress and rank == 0)
+    trainer = Trainer(cfg, images, device=device, seed=seed, rank=rank, world_size=world_size, reduce=reduce)
+    trainer.data_source = None if isinstance(data, np.ndarray) else str(Path(data).resolve())
+    writes = out_path is not None and rank == 0
+
+    best_swd = math.inf
+    if resume_from is not None:
+        meta = trainer.load_checkpoint(resume_from)
+        if meta.get("data_key") != trainer.data_key:
+            _info(f"domrand: warning: the dataset differs from the one {resume_from} was trained on; resume is not exact")
+        if (out_path / runs.G_EMA_BEST).is_file():
+            s = ckpt.read_network_info(out_path / runs.G_EMA_BEST)["extra"].get("swd")
+            best_swd = math.inf if s is None else float(s)
+        _info(f"domrand: resumed {resume_from} (step {trainer.step}, kimg {trainer.kimg:.3f})")
+
+    logger = _Logger(out_path if writes else None, tensorboard=tensorboard)
+    cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
+    if writes:
+        out_path.mkdir(parents=True, exist_ok=True)
+        if resume_from is None:
+            atomic_write_text(out_path / runs.CONFIG, dump_yaml(cfg))
+            atomic_write_text(out_path / runs.COMMAND, cmd + "\n")
+        else:
+            with open(out_path / runs.COMMAND, "a", encoding="utf-8") as f:
+                f.write(cmd + "\n")
+            if cfg.training.kimg != load_config(out_path / runs.CONFIG, GeneratorConfig).training.kimg:
+                atomic_write_text(out_path / runs.CONFIG, dump_yaml(cfg))
+        if not (out_path / runs.REALS).is_file():
+            from domrand.generator.visualize import grid_upscale, image_grid, save_png
+
+            n = min(len(images), GRID_ROWS * GRID_COLS)
+            save_png(out_path / runs.REALS, image_grid(images[:n], GRID_COLS), upscale=grid_upscale(cfg.network.resolution))
+
+    total_nimg = int(round(t.kimg * 1000))
+    swd_reals = trainer.swd_reals() if writes or out_path is None else None
+    result = TrainResult(run_dir=out_path, step=trainer.step, kimg=trainer.kimg, trainer=trainer)
+    start = time.perf_counter()
+    train_seconds = 0.0
+    train_images = 0
+
+    def evaluate(snapshot: bool) -> None:
+        nonlocal best_swd
+        if rank != 0:
+            return
+        scores = trainer.evaluate_swd(swd_reals)
+        mean = float(scores["mean"])
+        result.swd.append((trainer.kimg, mean))
+        logger.write({"kind": "swd", "kimg": trainer.kimg, "step": trainer.step, "swd": scores, "swd_mean": mean}, trainer.step)
+        if not writes:
+            return
+        from domrand.generator.visualize import grid_upscale, plot_swd_curve, read_swd_records, save_png
+
+        save_png(out_path / runs.samples_name(trainer.kimg), trainer.sample_sheet(), upscale=grid_upscale(cfg.network.resolution))
+        plot_swd_curve(out_path / runs.SWD_PLOT, read_swd_records(out_path / runs.METRICS), title=f"{out_path.name}: SWD")
+        if snapshot:
+            extra = {"kimg": trainer.kimg, "step": trainer.step, "swd": mean}
+            trainer.save_checkpoint(out_path, mean)
+            ckpt.save_network(out_path / runs.G_EMA, trainer.G_ema, extra)
+            if mean <= best_swd:
+                best_swd = mean
+                ckpt.save_network(out_path / runs.G_EMA_BEST, trainer.G_ema, extra)
+            runs.prune_checkpoints(out_path, t.keep_snapshots)
+
+    if eval_at_start and resume_from is None and trainer.nimg < total_nimg:
+        evaluate(snapshot=False)
+
+    bar = None
+    if progress and rank == 0 and trainer.nimg < total_nimg:
+        from tqdm import tqdm
+
+        bar = tqdm(total=round(t.kimg, 3), initial=round(trainer.kimg, 3), unit="kimg", dynamic_ncols=True, leave=True,
+                   bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}{postfix}]")
+    window: dict[str, list[float]] = {}
+    window_seconds, window_images = 0.0, 0  # training time and images since the last log record
+    img_per_s = 0.0
+    try:
+        while trainer.nimg < total_nimg:
+            before = trainer.nimg
+            t0 = time.perf_counter()
+            stats = trainer.train_step()
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            train_images += trainer.batch
+            window_seconds += dt
+            window_images += trainer.batch
+            for k, v in stats.items():
+                window.setdefault(k, []).append(v)
+            after = trainer.nimg
+            done = after >= total_nimg
+            if img_per_s == 0.0 or trainer.step % 5 == 0:
+                img_per_s = train_images / max(train_seconds, 1e-9)
+            if bar is not None:
+                eta = (total_nimg - after) / max(img_per_s, 1e-9)
+                bar.set_postfix_str(
+                    f"kimg={trainer.kimg:.3f} img/s={img_per_s:.1f} G={stats['loss_G']:.3f} D={stats['loss_D']:.3f} "
+                    f"p={stats.get('p', 0.0):.3f} ETA={_fmt_time(eta)}",
+                    refresh=False,
+                )
+                bar.update(round(trainer.kimg - bar.n, 3))
+            if trainer.step % t.log_steps == 0 or done:
+                record = {"kind": "train", "kimg": trainer.kimg, "step": trainer.step}
+                record.update({k: float(np.mean(v)) for k, v in window.items()})
+                record["img_per_s"] = window_images / max(window_seconds, 1e-9)  # training steps only
+                record["time"] = time.time()
+                if rank == 0:
+                    logger.write(record, trainer.step)
+                window, window_seconds, window_images = {}, 0.0, 0
+            snapshot = _crossed(before, after, t.snapshot_kimg * 1000) or done
+            metrics = _crossed(before, after, t.metrics_kimg * 1000)
+            if snapshot or metrics:
+                evaluate(snapshot=snapshot and out_path is not None)
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+    result.step, result.kimg = trainer.step, trainer.kimg
+    result.img_per_s = train_images / max(train_seconds, 1e-9) if train_images else 0.0
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

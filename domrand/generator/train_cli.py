@@ -1,0 +1,128 @@
+"""``domrand train-generator``: train a StyleGAN2 generator on a folder of images.
+
+    domrand train-generator --data DIR --config configs/generator/<preset>.yaml --out runs/NAME \
+        [--kimg N] [--batch B] [--resume] [--device auto|cpu|cuda] [--seed S] [--dry-run] [--progressive]
+
+The run directory layout is described in ``domrand.generator.runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+DEFAULT_PRESET = "small64"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="training images: a folder of PNG/JPEG files or a .npz/.npy array (optional with --resume)")
+    parser.add_argument(
+        "--config",
+        help=f"generator preset: a bundled name (tiny, small64, base64, base128) or a YAML path; default {DEFAULT_PRESET} "
+        "(with --resume: the run's own config.yaml)",
+    )
+    parser.add_argument("--out", required=True, help="run directory, e.g. runs/NAME (must be new or empty unless --resume)")
+    parser.add_argument("--kimg", type=float, help="total training length in thousands of real images (overrides the preset)")
+    parser.add_argument("--batch", type=int, help="global batch size (overrides the preset)")
+    parser.add_argument("--resume", action="store_true", help="continue the newest complete checkpoint in --out")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and a dataset summary, then exit")
+    parser.add_argument("--progressive", action="store_true", help="progressive-growing curriculum (training.progressive)")
+    parser.add_argument("--cache-dir", help="dataset cache folder (default $DOMRAND_CACHE_DIR or ~/.cache/domrand/datasets)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    argv = sys.argv
+    if len(argv) > 1 and "train-generator" in argv:
+        return " ".join(shlex.quote(a) for a in ["domrand"] + argv[argv.index("train-generator") :])
+    parts = ["domrand", "train-generator"]
+    for key in ("data", "config", "out", "kimg", "batch", "device", "seed", "cache_dir", "threads"):
+        value = getattr(args, key)
+        if value is not None:
+            parts += [f"--{key.replace('_', '-')}", str(value)]
+    for key in ("resume", "dry_run", "progressive", "no_progress"):
+        if getattr(args, key):
+            parts.append(f"--{key.replace('_', '-')}")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def main(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from domrand.config import dump_yaml
+    from domrand.generator import runs, train
+    from domrand.utils import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    progressive = True if args.progressive else None
+    resume_from = train.prepare_run_dir(out, args.resume)
+    if not args.dry_run:
+        resolve_device(args.device)  # fail early on a missing GPU
+
+    if not args.dry_run:
+        result = train.train(
+            args.config if (args.config or args.resume) else DEFAULT_PRESET,
+            args.data,
+            out,
+            kimg=args.kimg,
+            batch=args.batch,
+            progressive=progressive,
+            resume=args.resume,
+            device=args.device,
+            seed=args.seed,
+            progress=not args.no_progress,
+            cache_dir=args.cache_dir,
+            command=_command_line(args),
+        )
+        last = f", SWD {result.swd[-1][1]:.1f}" if result.swd else ""
+        print(
+            f"trained to kimg {result.kimg:.3f} (step {result.step}) at {result.img_per_s:.1f} img/s{last}; "
+            f"generator: {out / runs.G_EMA}"
+        )
+        return 0
+
+    # --dry-run: resolved config + dataset summary, nothing written.
+    if resume_from is not None:
+        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1)
+        data = args.data
+        if data is None:
+            from domrand.checkpoint import load_tensors
+
+            data = load_tensors(resume_from / "train_state.safetensors")[1].get("data")
+            if not data:
+                raise ValueError("--resume: the checkpoint does not record its dataset; pass --data")
+    else:
+        if args.data is None:
+            raise ValueError("--data is required")
+        cfg = train.resolve_config(args.config or DEFAULT_PRESET, kimg=args.kimg, batch=args.batch, progressive=progressive)
+        data = args.data
+    from domrand.generator.dataset import load_images
+
+    res = cfg.network.resolution
+    images = load_images(data, res, cache_dir=args.cache_dir, min_images=cfg.training.min_images, progress=not args.no_progress)
+    from domrand.generator.networks import Discriminator, Generator
+
+    g_params = sum(p.numel() for p in Generator(cfg.network).parameters())
+    d_params = sum(p.numel() for p in Discriminator(cfg.network, progressive=cfg.training.progressive).parameters())
+    steps = int(np.ceil(cfg.training.kimg * 1000 / cfg.training.batch))
+    mean = images.reshape(-1, 3).mean(0)
+    print("# resolved config")
+    print(dump_yaml(cfg), end="")
+    print("# dataset")
+    print(f"source: {Path(data).resolve()}")
+    print(f"images: {len(images)} x {res}x{res} RGB uint8 (mean RGB {mean[0]:.1f}, {mean[1]:.1f}, {mean[2]:.1f})")
+    print("# run")
+    print(f"out: {out} ({'resume from ' + str(resume_from) if resume_from else 'new run'})")
+    print(f"device: {args.device}, seed: {args.seed}")
+    print(f"steps: {steps} of batch {cfg.training.batch} ({cfg.training.kimg:g} kimg)")
+    print(f"parameters: G {g_params:,}, D {d_params:,}")
+    return 0
