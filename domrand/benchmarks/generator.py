@@ -1,7 +1,8 @@
 """``domrand bench generator``: generation images/s and ms/batch per batch size, and peak memory.
 
 Times ``G(z)`` (mapping + synthesis, const noise, no grad) in eval mode: median of ``--repeats``
-timed calls after ``--warmup`` untimed ones. ``--modconv`` also times the fused and non-fused
+timed calls after ``--warmup`` untimed ones (``--clock cpu``: CPU time of this process, the
+figure to quote from a busy shared machine). ``--modconv`` also times the fused and non-fused
 modulated-convolution paths side by side.
 """
 
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--modconv", action="store_true", help="compare fused and non-fused modulated conv")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall time, or this process's CPU time (what free cores would give on a busy machine; CPU only)",
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -34,18 +41,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_generator(G: Generator, batch: int, device: torch.device, repeats: int, warmup: int, fused: bool | None = None) -> float:
-    """Median seconds per ``G(z)`` call at this batch size."""
+def time_generator(
+    G: Generator, batch: int, device: torch.device, repeats: int, warmup: int, fused: bool | None = None, clock: str = "wall"
+) -> float:
+    """Median seconds per ``G(z)`` call at this batch size (``clock="cpu"``: process CPU seconds)."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
     z = torch.randn(batch, G.z_dim, device=device)
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
             _sync(device)
-            start = time.perf_counter()
+            start = now()
             G(z, noise_mode="const", fused=fused)
             _sync(device)
             if i >= warmup:
-                times.append(time.perf_counter() - start)
+                times.append(now() - start)
     return statistics.median(times)
 
 
@@ -60,7 +70,12 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     batches = [int(b) for b in str(args.batch).split(",") if b]
-    print(f"device={device} threads={torch.get_num_threads()} repeats={args.repeats} (median) warmup={args.warmup}")
+    if args.clock == "cpu" and device.type != "cpu":
+        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
+    print(
+        f"device={device} threads={torch.get_num_threads()} clock={args.clock} "
+        f"repeats={args.repeats} (median) warmup={args.warmup}"
+    )
     header = f"{'preset':<10}{'params(M)':>10}{'batch':>7}{'path':>10}{'img/s':>10}{'ms/batch':>10}{'peak MiB':>10}"
     print(header)
     print("-" * len(header))
@@ -74,6 +89,6 @@ def main(args: argparse.Namespace) -> int:
             for label, fused in paths:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                sec = time_generator(G, batch, device, args.repeats, args.warmup, fused)
+                sec = time_generator(G, batch, device, args.repeats, args.warmup, fused, args.clock)
                 print(f"{preset:<10}{params:>10.2f}{batch:>7}{label:>10}{batch / sec:>10.1f}{sec * 1e3:>10.1f}{_peak_memory_mb(device):>10.0f}")
     return 0
