@@ -1,0 +1,209 @@
+"""The transfer benchmark (``domrand benchmark``): conditions end to end, the learner, config errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from domrand import cli
+from domrand.config import ConfigError, load_config
+from domrand.transfer import (
+    CONDITIONS,
+    BenchmarkConfig,
+    config_from_dict,
+    load_benchmark_config,
+    run_benchmark,
+)
+from domrand.transfer_report import format_table
+from domrand.transfer_tasks import make_untrained_bundle
+
+torch.set_num_threads(1)
+
+TINY = {  # an even smaller size than the smoke preset
+    "image_size": 32,
+    "renderer": "tiny",
+    "device": "cpu",
+    "seeds": 1,
+    "localization.train_frames": 48,
+    "localization.test_frames": 16,
+    "localization.views": 2,
+    "localization.epochs": 1,
+    "localization.batch_size": 16,
+}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("frames"))
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_all_conditions_end_to_end(tmp_path, bundle, cache, capsys):
+    cfg = load_benchmark_config(
+        "smoke",
+        conditions=CONDITIONS,
+        target_presets=("target-a", "target-b"),
+        bundle=str(bundle),
+        cache_dir=cache,
+        **{**TINY, "localization.swd_images": 8},
+    )
+    out = tmp_path / "run"
+    results = run_benchmark(cfg, out, progress=False)
+    for name in ("results.json", "results.png", "table.txt", "config.yaml"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    data = json.loads((out / "results.json").read_text())
+    section = data["sections"]["localization"]
+    assert section["domains"] == ["sim", "target-a", "target-b"]
+    assert set(section["results"]) == set(CONDITIONS)
+    for cond in CONDITIONS:
+        for dom in section["domains"]:
+            stats = section["results"][cond][dom]
+            for key in ("error_cm_mean", "error_cm_std", "within_mean", "within_std"):
+                assert _finite(stats[key]), (cond, dom, key, stats[key])
+            assert 0.0 <= stats["within_mean"] <= 1.0
+            assert [row["seed"] for row in stats["per_seed"]] == [0]
+    assert _finite(section["baselines"]["predict_mean"]["error_cm"])
+    assert data["bundle"]["path"] == str(bundle)
+    assert set(section["bar"]) == {"target-a", "target-b"}
+    assert all(isinstance(v["met"], bool) for v in section["bar"].values())
+    diag = section["diagnostics"]
+    for name in ("oracle_probe_cm", "swd"):
+        assert set(diag[name]["results"]) == set(CONDITIONS)
+        assert all(_finite(v) for row in diag[name]["results"].values() for v in row.values())
+    table = format_table(results)
+    assert "sim (in-domain)" in table and "target-a" in table and "target-b" in table
+    for cond in CONDITIONS:
+        assert cond in table
+    # A second run reads every frame set from the cache and gives the same numbers.
+    again = run_benchmark(cfg, None, progress=False)
+    t = again["sections"]["localization"]["timings_s"]
+    assert t["render_train_s"] < 1.0 and t["render_test_s"] < 1.0
+    assert again["sections"]["localization"]["results"] == results["sections"]["localization"]["results"]
+
+
+def test_cli_runs_and_prints_the_table(tmp_path, cache, capsys):
+    sets = [f"{k}={v}" for k, v in TINY.items()]
+    argv = ["benchmark", "--config", "smoke", "--conditions", "none", "augment", "--targets", "target-a",
+            "--cache", cache, "--out", str(tmp_path / "cli"), "--no-progress", "--set", *sets]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "sim (in-domain)" in out and "target-a" in out and "augment" in out
+    data = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert list(data["sections"]["localization"]["results"]) == ["none", "augment"]
+
+
+def test_localizer_learns_and_oracle_beats_none_on_target(cache):
+    cfg = load_benchmark_config(
+        "smoke",
+        conditions=("none", "oracle"),
+        target_presets=("target-a",),
+        cache_dir=cache,
+        **{**TINY, "localization.train_frames": 256, "localization.test_frames": 64, "localization.views": 1,
+           "localization.epochs": 10, "localization.batch_size": 16},
+    )
+    section = run_benchmark(cfg, None, progress=False)["sections"]["localization"]
+    base = section["baselines"]["predict_mean"]["error_cm"]
+    res = section["results"]
+    # The CNN learns: in-domain error clearly below predicting the training mean.
+    assert res["none"]["sim"]["error_cm_mean"] < 0.6 * base, (res["none"]["sim"], base)
+    # Sim-only training does not transfer; training on the target domain does better there.
+    assert res["oracle"]["target-a"]["error_cm_mean"] < res["none"]["target-a"]["error_cm_mean"]
+    assert res["oracle"]["target-a"]["error_cm_mean"] < 0.6 * base
+
+
+def test_control_ppo_toy_size(tmp_path, bundle):
+    pytest.importorskip("stable_baselines3")
+    cfg = load_benchmark_config(
+        "smoke",
+        tasks=("control",),
+        conditions=("none", "augment", "stylegan"),
+        target_presets=("target-a",),
+        bundle=str(bundle),
+        image_size=48,
+        **{"control.steps": 32, "control.n_steps": 16, "control.batch_size": 16, "control.eval_episodes": 2,
+           "control.max_episode_steps": 4},
+    )
+    results = run_benchmark(cfg, tmp_path, progress=False)
+    section = results["sections"]["control/Reach-v0"]
+    assert section["metric"] == "success_rate"
+    for cond in ("none", "augment", "stylegan"):
+        for dom in ("sim", "target-a"):
+            rate = section["results"][cond][dom]["success_rate_mean"]
+            assert 0.0 <= rate <= 1.0
+    assert "control/Reach-v0" in (tmp_path / "table.txt").read_text()
+    assert (tmp_path / "results.png").is_file()
+
+
+def test_bad_config_keys_error_clearly(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nconditons: [none]\n")
+    with pytest.raises(ConfigError, match=r"conditons.*valid keys:.*conditions"):
+        load_benchmark_config(path)
+    path.write_text("name: x\nlocalization:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"localization.*epoch.*valid keys:.*epochs"):
+        load_benchmark_config(path)
+    path.write_text("name: x\nseeds: three\n")
+    with pytest.raises(ConfigError, match="seeds"):
+        load_benchmark_config(path)
+    with pytest.raises(ConfigError, match="train_frames"):
+        config_from_dict({"localization": {"train_frames": 0}, "conditions": ["none"]})
+
+
+def test_unknown_condition_names_the_valid_ones(capsys):
+    with pytest.raises(ConfigError, match=r"'bogus'.*valid conditions: none, classic, augment, stylegan, oracle"):
+        load_benchmark_config("smoke", conditions=("none", "bogus"))
+    with pytest.raises(ConfigError, match="valid tasks: localization, control"):
+        load_benchmark_config("smoke", tasks=("locate",))
+    with pytest.raises(ConfigError, match="image_size >= 36"):
+        load_benchmark_config("smoke", tasks=("control",), image_size=32)
+    with pytest.raises(ConfigError, match="unknown target preset"):
+        load_benchmark_config("smoke", target_presets=("target-z",))
+    assert cli.main(["benchmark", "--config", "smoke", "--conditions", "none", "bogus", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "bogus" in err and "valid conditions: none, classic, augment, stylegan, oracle" in err
+
+
+def test_stylegan_without_bundle_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"stylegan.*needs a bundle.*--bundle"):
+        load_benchmark_config("taskA")
+    cfg = load_benchmark_config("taskA", conditions=("none", "classic", "augment", "oracle"))
+    assert "stylegan" not in cfg.conditions
+
+
+def test_presets_and_dry_run(capsys):
+    for name in ("smoke", "taskA", "taskB"):
+        cfg = load_config(name, BenchmarkConfig, kind="benchmark")
+        assert cfg.name == name
+    smoke = load_benchmark_config("smoke")
+    assert smoke.tasks == ("localization",) and set(smoke.conditions) == set(CONDITIONS)
+    full = load_config("taskA", BenchmarkConfig, kind="benchmark")
+    assert full.seeds >= 3 and len(full.target_presets) >= 2
+    assert load_config("taskB", BenchmarkConfig, kind="benchmark").control.eval_episodes >= 50
+    assert cli.main(["benchmark", "--config", "smoke", "--seeds", "2", "--targets", "target-c", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds: 2" in out and "target-c" in out
+
+
+def test_frame_sets_are_disjoint_and_labelled(cache):
+    from domrand.transfer_tasks import render_frames, state_seeds
+
+    cfg = load_benchmark_config("smoke", conditions=("none",), cache_dir=cache, **TINY)
+    assert not set(state_seeds(cfg, "train", 1000)) & set(state_seeds(cfg, "test", 1000))
+    from pathlib import Path
+
+    data = render_frames(cfg, "test", 8, ["sim", "target:target-a"], Path(cache))
+    assert data["sim"].shape == (1, 8, 32, 32, 3) and data["sim"].dtype == np.uint8
+    assert data["labels"].shape == (8, 2) and np.isfinite(data["labels"]).all()
+    assert not np.array_equal(data["sim"], data["target:target-a"])
