@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),
     "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
     "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),
-    "bench": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, randomizer"),
+    "bench": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer"),
     "benchmark": ("domrand.transfer", "transfer benchmark: does StyleGAN randomization beat the baselines?"),
 }
 

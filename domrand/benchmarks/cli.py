@@ -14,6 +14,7 @@ TARGETS = {
     "env": "env steps/s per env and visual domain",
     "wrapper": "env steps/s unwrapped, with the style wrapper and with the augmentation baseline",
     "randomizer": "randomizer frames/s and latency per batch, preset and ops backend",
+    "vector": "VectorStyleRandomization steps/s over Sync/AsyncVectorEnv with 1, 2, 4 workers, time breakdown",
 }
 
 

@@ -16,9 +16,15 @@ mixing, noise inputs, data sampling, augmentation, path-length noise), seeded fr
 the global RNG states, so ``resume`` continues bit-for-bit on CPU. Evaluation (SWD, sample
 sheets) uses separate fixed-seed generators and never touches training randomness.
 
-Distributed training (later): pass ``rank``, ``world_size`` and ``reduce`` (an all-reduce sum);
-gradients, ADA statistics, path-length means and logged losses go through ``reduce``; only
-rank 0 writes files. Wrapping G/D in DDP can replace ``_sync_grads``.
+Distributed training (``torchrun``, see ``domrand.distributed`` and docs/scaling.md): pass
+``rank``, ``world_size`` and ``reduce`` (an all-reduce sum over ranks). Each rank draws its own
+``batch / world_size`` samples from its own random streams (seeded from ``seed`` and ``rank``)
+and from its own data shard (images ``rank::world_size``); gradients (one flat all-reduce per
+phase, see ``_sync_grads``), the ``w_avg`` buffer, ADA statistics, path-length means and logged
+losses are averaged through ``reduce``, so parameters stay identical on every rank. Only rank 0
+writes files. Checkpoints hold every rank's stream states: resuming on the same number of
+ranks is exact; on another number the networks, optimizers, EMA, ADA and counters continue
+exactly and the per-rank streams are re-derived from ``(seed, rank, step, world_size)``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import math
 import random
 import shlex
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +68,7 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 STREAMS = ("z", "mix", "noise", "data", "augment", "pl")
 GRID_ROWS, GRID_COLS = 4, 8  # fixed-latent rows of the sample sheet
 STATE_VERSION = 1
+_INIT_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +186,9 @@ class Trainer:
         self.data_key = dataset_key(images)
         self.sampler = ImageSampler(images, xflip=self.t.xflip, rank=rank, world_size=world_size)
 
-        with torch.random.fork_rng(devices=[]):  # weight init: same on every rank; caller's RNG untouched
+        # Weight init: same on every rank; caller's RNG untouched; the lock keeps ranks that are
+        # threads of one process (tests) from interleaving on torch's global RNG.
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(_stream_seed(seed, 0, 100))
             self.G = Generator(cfg.network).to(self.device).train()
             self.D = Discriminator(cfg.network, progressive=self.t.progressive).to(self.device).train()
@@ -207,6 +217,7 @@ class Trainer:
             )
         self.pl = PathLengthRegularizer(self.t.pl_decay, device=self.device, reduce=reduce, world_size=world_size)
         self.gens = {name: torch.Generator().manual_seed(_stream_seed(seed, rank, i)) for i, name in enumerate(STREAMS)}
+        self.resumed_streams = "fresh"  # fresh | restored | rederived (after load_state)
         self.grid_z = torch.randn(GRID_ROWS * GRID_COLS, cfg.network.z_dim, generator=torch.Generator().manual_seed(seed))
         self.step = 0
         self.nimg = 0
@@ -258,12 +269,54 @@ class Trainer:
                 x = low.lerp(x, alpha)
         return x
 
+    def _distributed(self) -> bool:
+        return self.world_size > 1 and self.reduce is not None
+
     def _sync_grads(self, module: torch.nn.Module) -> None:
-        if self.world_size == 1 or self.reduce is None:
+        """Average gradients over ranks: one all-reduce of a flat buffer (+ a count check).
+
+        Done by hand rather than with ``DistributedDataParallel``: the R1 and path-length phases
+        differentiate through gradients (``create_graph``), which DDP's reducer does not support,
+        and each step runs G and D in several phases with parameters switched on and off (and
+        progressive growing leaves layers unused), which DDP would need ``find_unused_parameters``
+        for. Parameters without a gradient (unused everywhere) keep ``grad=None`` so Adam skips
+        them exactly as in a single process; the appended count catches ranks that disagree.
+        """
+        if not self._distributed():
             return
-        for p in module.parameters():
-            if p.grad is not None:
-                p.grad.copy_(self.reduce(p.grad) / self.world_size)
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.detach().reshape(-1).float() for g in grads] + [torch.ones(1, device=grads[0].device)])
+        flat = self.reduce(flat)
+        if int(round(float(flat[-1]))) != self.world_size:
+            raise RuntimeError(f"rank {self.rank}: ranks disagree on which {type(module).__name__} parameters have gradients")
+        flat = flat[:-1] / self.world_size
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def _sync_w_avg(self) -> None:
+        """Average the ``w_avg`` buffer over ranks (each moved it toward its own batch's mean w).
+
+        ``lerp`` is linear, so the mean of the ranks' buffers is the buffer moved toward the mean
+        w of the global batch, as in one process.
+        """
+        if not self._distributed():
+            return
+        for name, buf in self.G.named_buffers():
+            if name.endswith("w_avg"):
+                buf.copy_(self.reduce(buf) / self.world_size)
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``t`` stacked in rank order (``[world_size, *t.shape]``), via ``reduce``."""
+        if not self._distributed():
+            return t.unsqueeze(0).clone()
+        buf = torch.zeros((self.world_size, *t.shape), dtype=torch.float64 if t.is_floating_point() else torch.int64)
+        buf[self.rank] = t.detach().cpu().to(buf.dtype)
+        return self.reduce(buf).to(t.dtype)
 
     def _mean(self, value: torch.Tensor) -> float:
         value = value.detach().float()
@@ -289,6 +342,7 @@ class Trainer:
         loss_g.backward()
         self._sync_grads(self.G)
         self.G_opt.step()
+        self._sync_w_avg()
         stats["loss_G"] = self._mean(loss_g)
 
         # G reg: lazy path length (fp32).
@@ -360,21 +414,40 @@ class Trainer:
 
     # ---- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate_ema(self, n: int, seed: int = 123, batch: int = 32, full_resolution: bool = True) -> torch.Tensor:
+    def generate_ema(
+        self, n: int, seed: int = 123, batch: int = 32, full_resolution: bool = True, split: bool = False
+    ) -> torch.Tensor:
         """``n`` G_ema images, float ``[n, 3, R, R]`` on the CPU, from fixed-seed latents and noise.
 
         During progressive growing the current resolution is upsampled to R when ``full_resolution``.
+        ``split`` (a collective with several ranks): rank r renders chunks ``r::world_size`` and the
+        chunks are summed into place over ranks, so every rank returns the same images a single
+        process renders (every rank draws all chunks' latents and noise to stay in step).
         """
         res, alpha = self.schedule()
         gen = torch.Generator().manual_seed(int(seed))
+        split = split and self._distributed()
         out = []
-        for i in range(0, n, batch):
+        for c, i in enumerate(range(0, n, batch)):
             m = min(batch, n - i)
             z = torch.randn(m, self.cfg.network.z_dim, generator=gen).to(self.device)
+            noise = self._noise(self.G_ema, m, res, gen)
+            if split and c % self.world_size != self.rank:
+                out.append(None)
+                continue
             ws = self.G_ema.mapping(z)
-            img = self.G_ema.synthesis(ws, noise=self._noise(self.G_ema, m, res, gen), active_resolution=res, alpha=alpha)
+            img = self.G_ema.synthesis(ws, noise=noise, active_resolution=res, alpha=alpha)
             out.append(img.float().cpu())
-        images = torch.cat(out)
+        if split:
+            shape = next(o for o in out if o is not None).shape[1:] if any(o is not None for o in out) else None
+            shape = (3, res, res) if shape is None else shape
+            buf = torch.zeros((n, *shape), dtype=torch.float32)
+            for c, img in enumerate(out):
+                if img is not None:
+                    buf[c * batch : c * batch + len(img)] = img
+            images = self.reduce(buf).cpu()
+        else:
+            images = torch.cat(out)
         full = self.cfg.network.resolution
         if full_resolution and images.shape[-1] != full:
             images = F.interpolate(images, size=(full, full), mode="bilinear", align_corners=False)
@@ -386,11 +459,12 @@ class Trainer:
         idx = np.sort(np.random.default_rng(self.seed).choice(len(self.images), size=n, replace=False))
         return self.images[idx]
 
-    def evaluate_swd(self, reals: np.ndarray | None = None) -> dict[str, float]:
+    def evaluate_swd(self, reals: np.ndarray | None = None, fakes: torch.Tensor | None = None) -> dict[str, float]:
+        """SWD of ``swd_images`` G_ema images against ``reals``; ``fakes`` if already rendered."""
         from domrand.metrics import swd
 
         reals = self.swd_reals() if reals is None else reals
-        fakes = self.generate_ema(self.t.swd_images)
+        fakes = self.generate_ema(self.t.swd_images) if fakes is None else fakes
         return swd(fakes, reals, seed=0)
 
     @torch.no_grad()
@@ -402,7 +476,12 @@ class Trainer:
 
     # ---- state ------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Everything besides the networks, flattened into tensors + JSON (no pickle)."""
+        """Everything besides the networks, flattened into tensors + JSON (no pickle).
+
+        With several ranks this is a collective (every rank must call it at the same step): it
+        gathers each rank's stream states (``gen/<name>`` for rank 0, ``gen/rank<r>/<name>`` for
+        the others) and sums the ADA statistics not yet used, so the result is complete on rank 0.
+        """
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {
             "version": STATE_VERSION,
@@ -424,7 +503,8 @@ class Trainer:
                     tensors[f"{name}/{idx}/{key}"] = torch.as_tensor(value)
             meta[name] = {"param_groups": sd["param_groups"], "state_keys": present}
         for name, gen in self.gens.items():
-            tensors[f"gen/{name}"] = gen.get_state()
+            for r, st in enumerate(self._gather(gen.get_state())):
+                tensors[f"gen/{name}" if r == 0 else f"gen/rank{r}/{name}"] = st.to(torch.uint8).clone()
         tensors["rng/torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -438,7 +518,11 @@ class Trainer:
         tensors["grid_z"] = self.grid_z
         if self.augment is not None:
             tensors["ada_p"] = self.augment.p.detach()
-            meta["ada"] = self.ada.state_dict()
+            ada = self.ada.state_dict()
+            if self._distributed():  # the statistics since the last adjustment, summed over ranks
+                local = self.ada._stats if self.ada._stats is not None else torch.zeros(2, dtype=torch.float64)
+                ada["stats"] = [float(v) for v in self.reduce(local.to(torch.float64)).tolist()]
+            meta["ada"] = ada
         return tensors, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -458,8 +542,16 @@ class Trainer:
                     g["betas"] = tuple(g["betas"])
                 groups.append(g)
             opt.load_state_dict({"state": state, "param_groups": groups})
-        for name, gen in self.gens.items():
-            gen.set_state(tensors[f"gen/{name}"])
+        saved_ws = int(meta.get("world_size", 1))
+        if saved_ws == self.world_size:
+            for name, gen in self.gens.items():
+                gen.set_state(tensors[f"gen/{name}" if self.rank == 0 else f"gen/rank{self.rank}/{name}"])
+            self.resumed_streams = "restored"
+        else:  # another number of ranks: fresh streams, a deterministic function of the run and the step
+            for i, (name, gen) in enumerate(self.gens.items()):
+                ss = np.random.SeedSequence([self.seed, self.rank, i, self.step, self.world_size, 1])
+                gen.manual_seed(int(ss.generate_state(1, np.uint64)[0] >> 1))
+            self.resumed_streams = "rederived"
         torch.set_rng_state(tensors["rng/torch"])
         cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]
         if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
@@ -475,14 +567,21 @@ class Trainer:
                 self.augment.p.copy_(tensors["ada_p"].to(self.device))
             if "ada" in meta:
                 self.ada.load_state_dict(meta["ada"])
+                if self.rank != 0:  # rank 0 carries the summed statistics; the others start from zero
+                    self.ada._stats = None
 
-    def save_checkpoint(self, run_dir: str | Path, swd_mean: float | None) -> Path:
-        """Write ``checkpoints/kimg-<kimg>/`` (atomic dir) for the current state."""
+    def save_checkpoint(
+        self, run_dir: str | Path, swd_mean: float | None, state: tuple[dict, dict] | None = None
+    ) -> Path:
+        """Write ``checkpoints/kimg-<kimg>/`` (atomic dir) for the current state.
+
+        With several ranks, pass ``state`` from :meth:`state` (a collective all ranks ran).
+        """
         extra = {"kimg": self.kimg, "step": self.step, "swd": swd_mean}
         res, alpha = self.schedule()
         if self.t.progressive:
             extra.update(active_resolution=res, alpha=alpha)
-        tensors, meta = self.state()
+        tensors, meta = self.state() if state is None else state
 
         def write(tmp: Path) -> None:
             ckpt.save_network(tmp / "G.safetensors", self.G, extra)
@@ -502,10 +601,10 @@ class Trainer:
             except RuntimeError as exc:
                 raise ckpt.CheckpointError(f"{d / name}.safetensors does not fit this config: {exc}") from None
         tensors, meta = ckpt.load_tensors(d / "train_state.safetensors")
-        if int(meta.get("batch", self.batch)) != self.batch or int(meta.get("world_size", 1)) != self.world_size:
+        if int(meta.get("batch", self.batch)) != self.batch:
             raise ValueError(
-                f"{d}: checkpoint was trained with batch {meta.get('batch')} on {meta.get('world_size')} rank(s); "
-                f"resume with the same batch and world size (got {self.batch}, {self.world_size})"
+                f"{d}: checkpoint was trained with global batch {meta.get('batch')}; resume with the same global "
+                f"batch (got {self.batch}); the number of ranks may change"
             )
         self.load_state(tensors, meta)
         return meta
@@ -645,12 +744,26 @@ def train(
     out_path = None if out is None else Path(out)
     if resume and out_path is None:
         raise ValueError("resume needs an output directory")
+    distributed = world_size > 1 and reduce is not None
+
+    def agree(ok: bool) -> bool:  # every rank learns whether every rank got through a stage
+        if not distributed:
+            return ok
+        return float(reduce(torch.tensor([0.0 if ok else 1.0]))) == 0.0
+
     resume_from = None
-    if out_path is not None:
-        if rank == 0:
+    error: BaseException | None = None
+    if out_path is not None and rank == 0:
+        try:
             resume_from = prepare_run_dir(out_path, resume)
-        elif resume:
-            resume_from = runs.latest_checkpoint(out_path)
+        except (ValueError, FileNotFoundError) as exc:
+            error = exc
+    if not agree(error is None):
+        if error is not None:
+            raise error
+        raise RuntimeError(f"rank {rank}: rank 0 could not prepare {out_path}; see its error")
+    if out_path is not None and rank != 0 and resume:
+        resume_from = runs.latest_checkpoint(out_path)
     if resume_from is not None:
         cfg = _resume_config(out_path, config, kimg, batch, progressive, world_size)
         _, state_meta = ckpt.load_tensors(resume_from / "train_state.safetensors")
@@ -665,7 +778,24 @@ def train(
             raise ValueError("--data is required")
         cfg = resolve_config(config, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size)
     t = cfg.training
-    images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, progress and rank == 0)
+    if distributed and not isinstance(data, np.ndarray):
+        # Rank 0 decodes (and caches) first; the other ranks then read the cache.
+        images, error = None, None
+        if rank == 0:
+            try:
+                images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, progress)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                error = exc
+        if not agree(error is None):
+            if error is not None:
+                raise error
+            raise RuntimeError(f"rank {rank}: rank 0 could not load {data}; see its error")
+        if rank != 0:
+            images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, False)
+    else:
+        images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, progress and rank == 0)
+    if distributed and rank == 0:
+        _info(f"domrand: {world_size} ranks, global batch {t.batch} = {world_size} x {t.batch // world_size}")
     trainer = Trainer(cfg, images, device=device, seed=seed, rank=rank, world_size=world_size, reduce=reduce)
     trainer.data_source = None if isinstance(data, np.ndarray) else str(Path(data).resolve())
     writes = out_path is not None and rank == 0
@@ -678,7 +808,12 @@ def train(
         if (out_path / runs.G_EMA_BEST).is_file():
             s = ckpt.read_network_info(out_path / runs.G_EMA_BEST)["extra"].get("swd")
             best_swd = math.inf if s is None else float(s)
-        _info(f"domrand: resumed {resume_from} (step {trainer.step}, kimg {trainer.kimg:.3f})")
+        if rank == 0:
+            note = "" if trainer.resumed_streams == "restored" else (
+                f"; it was written by {meta.get('world_size', 1)} rank(s), so the per-rank random streams are "
+                f"re-derived from (seed, rank, step) for {world_size}"
+            )
+            _info(f"domrand: resumed {resume_from} (step {trainer.step}, kimg {trainer.kimg:.3f}){note}")
 
     logger = _Logger(out_path if writes else None, tensorboard=tensorboard)
     cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
@@ -707,9 +842,12 @@ def train(
 
     def evaluate(snapshot: bool) -> None:
         nonlocal best_swd
+        state = trainer.state() if snapshot and distributed else None  # a collective: every rank
+        # SWD fakes: each rank renders its share of G_ema's fixed-seed images (a collective too).
+        fakes = trainer.generate_ema(t.swd_images, split=True) if distributed else None
         if rank != 0:
             return
-        scores = trainer.evaluate_swd(swd_reals)
+        scores = trainer.evaluate_swd(swd_reals, fakes)
         mean = float(scores["mean"])
         result.swd.append((trainer.kimg, mean))
         logger.write({"kind": "swd", "kimg": trainer.kimg, "step": trainer.step, "swd": scores, "swd_mean": mean}, trainer.step)
@@ -721,7 +859,7 @@ def train(
         plot_swd_curve(out_path / runs.SWD_PLOT, read_swd_records(out_path / runs.METRICS), title=f"{out_path.name}: SWD")
         if snapshot:
             extra = {"kimg": trainer.kimg, "step": trainer.step, "swd": mean}
-            trainer.save_checkpoint(out_path, mean)
+            trainer.save_checkpoint(out_path, mean, state)
             ckpt.save_network(out_path / runs.G_EMA, trainer.G_ema, extra)
             if mean <= best_swd:
                 best_swd = mean

@@ -3,12 +3,16 @@
     domrand train-generator --data DIR --config configs/generator/<preset>.yaml --out runs/NAME \
         [--kimg N] [--batch B] [--resume] [--device auto|cpu|cuda] [--seed S] [--dry-run] [--progressive]
 
-The run directory layout is described in ``domrand.generator.runs``.
+The run directory layout is described in ``domrand.generator.runs``. Data-parallel on K GPUs (or
+K CPU processes with gloo), one node or several, through PyTorch's launcher (docs/scaling.md):
+
+    torchrun --nproc_per_node=K -m domrand train-generator --data DIR --config base128 --out runs/NAME --batch 64
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -35,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
+    # Under torchrun (WORLD_SIZE > 1) the job is data-parallel: see docs/scaling.md.
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -52,6 +57,42 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int:
+    """One rank of a torchrun job: join the process group, train, leave the group."""
+    from domrand import distributed
+    from domrand.generator import runs, train
+
+    ctx = distributed.init(args.device)
+    try:
+        result = train.train(
+            args.config if (args.config or args.resume) else DEFAULT_PRESET,
+            args.data,
+            Path(args.out),
+            kimg=args.kimg,
+            batch=args.batch,
+            progressive=progressive,
+            resume=args.resume,
+            device=ctx.device,
+            seed=args.seed,
+            progress=not args.no_progress,
+            cache_dir=args.cache_dir,
+            command=_command_line(args) + f"  # torchrun, {ctx.world_size} ranks ({ctx.backend})",
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            reduce=ctx.reduce,
+        )
+        ctx.barrier()
+    finally:
+        ctx.shutdown()
+    if ctx.is_main:
+        last = f", SWD {result.swd[-1][1]:.1f}" if result.swd else ""
+        print(
+            f"trained to kimg {result.kimg:.3f} (step {result.step}) on {ctx.world_size} ranks at "
+            f"{result.img_per_s:.1f} img/s{last}; generator: {Path(args.out) / runs.G_EMA}"
+        )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -60,10 +101,17 @@ def main(args: argparse.Namespace) -> int:
     from domrand.generator import runs, train
     from domrand.utils import resolve_device
 
+    from domrand import distributed
+
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     progressive = True if args.progressive else None
+    if distributed.launched():
+        if not args.dry_run:
+            return _main_distributed(args, progressive)
+        if int(os.environ.get("RANK", "0")) != 0:  # --dry-run under torchrun: rank 0 prints
+            return 0
     resume_from = train.prepare_run_dir(out, args.resume)
     if not args.dry_run:
         resolve_device(args.device)  # fail early on a missing GPU
