@@ -1,0 +1,106 @@
+"""``domrand bench randomizer``: full randomizer (inverter + generator) frames/s and latency.
+
+For each preset, ops backend and batch size, times ``StyleRandomizer.randomize`` on uint8 frames
+at the generator's resolution (styles resampled once beforehand): median of ``--repeats`` timed
+calls after ``--warmup`` untimed ones. Uses untrained networks of the preset's shape unless
+``--bundle`` names a trained bundle (speed does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from domrand.utils import resolve_device
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="small64", help="generator preset(s), comma-separated (inverter preset of the same name)")
+    parser.add_argument("--bundle", default=None, help="time this bundle instead of untrained preset networks")
+    parser.add_argument("--batch", default="1,16,64", help="batch sizes, comma-separated")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--ops", default="torch", help="ops backends to compare, comma-separated: torch,cuda")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time (CPU only)")
+
+
+def _untrained_pair(preset: str, device: torch.device):
+    from domrand.config import GeneratorConfig, load_config
+    from domrand.generator.inverter import Inverter, InverterConfig
+    from domrand.generator.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(load_config(preset, GeneratorConfig).network).to(device)
+    with torch.no_grad():
+        E = Inverter.for_generator(G, load_config(preset, InverterConfig, kind="inverter").network, samples=64)
+    return G, E.to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(args: argparse.Namespace) -> int:
+    from domrand.randomizer import StyleRandomizer
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and device.type != "cpu":
+        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
+    now = time.process_time if args.clock == "cpu" else time.perf_counter
+    batches = [int(b) for b in str(args.batch).split(",") if b]
+    backends = [b.strip() for b in str(args.ops).split(",") if b.strip()]
+    bad = sorted(set(backends) - {"torch", "cuda"})
+    if bad:
+        raise ValueError(f"--ops: unknown backend(s) {bad}; accepted: torch, cuda")
+    if "cuda" in backends:
+        from domrand import cuda
+
+        if device.type != "cuda" or not cuda.available():
+            raise ValueError(f"--ops cuda needs --device cuda and built kernels: {cuda.unavailable_reason() or 'device is not cuda'}")
+    print(f"device={device} dtype={args.dtype} threads={torch.get_num_threads()} clock={args.clock} repeats={args.repeats} (median)")
+    header = f"{'model':<12}{'ops':>6}{'batch':>7}{'frames/s':>11}{'ms/batch':>11}{'ms/frame':>10}"
+    print(header)
+    print("-" * len(header))
+    models = [("bundle", None)] if args.bundle else [(p, p) for p in str(args.preset).split(",")]
+    old_ops = os.environ.get("DOMRAND_OPS")
+    try:
+        for label, preset in models:
+            if preset is None:
+                R = StyleRandomizer.from_bundle(args.bundle, device=device, seed=0, dtype=args.dtype)
+            else:
+                G, E = _untrained_pair(preset, device)
+                R = StyleRandomizer(G, E, seed=0, dtype=args.dtype, max_batch=max(batches))
+            res = R.resolution
+            for backend in backends:
+                os.environ["DOMRAND_OPS"] = backend
+                for batch in batches:
+                    frames = np.random.default_rng(0).integers(0, 256, (batch, res, res, 3), dtype=np.uint8)
+                    ids = list(range(batch))
+                    R.resample(ids, seed=0)
+                    times = []
+                    for i in range(args.warmup + args.repeats):
+                        _sync(device)
+                        start = now()
+                        R.randomize(frames, env_ids=ids)
+                        _sync(device)
+                        if i >= args.warmup:
+                            times.append(now() - start)
+                    sec = statistics.median(times)
+                    print(f"{label:<12}{backend:>6}{batch:>7}{batch / sec:>11.1f}{sec * 1e3:>11.1f}{sec * 1e3 / batch:>10.2f}")
+    finally:
+        if old_ops is None:
+            os.environ.pop("DOMRAND_OPS", None)
+        else:
+            os.environ["DOMRAND_OPS"] = old_ops
+    return 0
