@@ -66,12 +66,24 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     atomic_write_bytes(path, safetensors_save(_state_for_saving(tensors), metadata=meta))
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with a little-endian u64 header length N, then N bytes of JSON."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 8 + n <= size and head[8:9] == b"{"
+
+
 def _open_checked(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist")
     with open(path, "rb") as f:
         head = f.read(8)
-    if any(head.startswith(m) for m in _PICKLE_MAGIC) or path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt"):
+    pickled = any(head.startswith(m) for m in _PICKLE_MAGIC) and not _looks_like_safetensors(path)
+    if pickled or path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt"):
         raise CheckpointError(
             f"{path}: looks like a pickle / torch.save file; domrand loads only .safetensors checkpoints "
             "(pickle can run arbitrary code and is refused)"

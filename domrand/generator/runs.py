@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from domrand.checkpoint import CheckpointError, read_network_info
 
@@ -66,20 +66,22 @@ def _parse_kimg(name: str) -> float | None:
         return None
 
 
-def is_complete(ckpt_dir: str | os.PathLike) -> bool:
+def is_complete(ckpt_dir: str | os.PathLike, required: Sequence[str] = CHECKPOINT_FILES) -> bool:
     d = Path(ckpt_dir)
-    return d.is_dir() and all((d / f).is_file() for f in CHECKPOINT_FILES)
+    return d.is_dir() and all((d / f).is_file() for f in required)
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[float, Path]]:
-    """Complete checkpoint dirs of a run, ``[(kimg, path)]`` oldest first."""
+def list_checkpoints(run_dir: str | os.PathLike, required: Sequence[str] = CHECKPOINT_FILES) -> list[tuple[float, Path]]:
+    """Checkpoint dirs of a run holding every file in ``required``, ``[(kimg, path)]`` oldest first.
+
+    ``required`` defaults to a generator run's files; the inverter trainer passes its own."""
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
     found = []
     for d in root.iterdir():
         kimg = _parse_kimg(d.name)
-        if kimg is not None and is_complete(d):
+        if kimg is not None and is_complete(d, required):
             found.append((kimg, d))
     return sorted(found, key=lambda t: t[0])
 
@@ -171,9 +173,15 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:
     return removed
 
 
-def write_checkpoint_dir(run_dir: str | os.PathLike, kimg: float, write: Callable[[Path], None]) -> Path:
-    """Create ``checkpoints/kimg-<kimg>/`` atomically: ``write(tmp_dir)`` fills a temp dir, then
-    it is renamed into place (replacing an older dir of the same name)."""
+def write_checkpoint_dir(
+    run_dir: str | os.PathLike,
+    kimg: float,
+    write: Callable[[Path], None],
+    required: Sequence[str] = CHECKPOINT_FILES,
+) -> Path:
+    """Create ``checkpoints/kimg-<kimg>/`` atomically: ``write(tmp_dir)`` fills a temp dir (it must
+    write every file in ``required``), then it is renamed into place (replacing an older dir of the
+    same name)."""
     final = checkpoint_dir(run_dir, kimg)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
@@ -182,7 +190,7 @@ def write_checkpoint_dir(run_dir: str | os.PathLike, kimg: float, write: Callabl
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); a run dir is not secret
     try:
         write(tmp)
-        missing = [f for f in CHECKPOINT_FILES if not (tmp / f).is_file()]
+        missing = [f for f in required if not (tmp / f).is_file()]
         if missing:
             raise RuntimeError(f"checkpoint writer left out {missing}")
         if final.exists():

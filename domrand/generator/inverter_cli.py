@@ -1,0 +1,90 @@
+"""``domrand train-inverter``: train the encoder that inverts frames into a generator's W+.
+
+Example::
+
+    domrand train-inverter --generator runs/target64 --config configs/inverter/small64.yaml \\
+        --out runs/target64-E --target-data data/target --sim-data data/sim --kimg 50
+    domrand train-inverter --generator runs/target64 --out runs/target64-E --resume --kimg 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from domrand.config import dump_yaml, load_config, replace
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--generator", required=True, help="generator run dir, checkpoint dir or G_ema .safetensors file")
+    parser.add_argument("--config", default=None, help="inverter preset name (tiny, small64) or YAML path; a resume uses the run's")
+    parser.add_argument("--out", required=True, help="run directory (runs/NAME)")
+    parser.add_argument("--target-data", default=None, help="target-domain images (the generator's training set): folder or .npy/.npz")
+    parser.add_argument("--sim-data", default=None, help="simulator frames: folder or .npy/.npz")
+    parser.add_argument("--kimg", type=float, default=None, help="train until this many thousand images (default: the config's)")
+    parser.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out exactly")
+    parser.add_argument("--seed", type=int, default=0, help="data and latent RNG seed")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this wall time")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. training.lr=0.002")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
+
+
+def _overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from domrand.generator.inverter import InverterConfig
+    from domrand.generator.inverter_train import train_inverter
+    from domrand.utils import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, InverterConfig, kind="inverter")
+        sets = _overrides(args.set)
+        if sets:
+            from domrand.config import from_dict, to_dict
+
+            config = replace(config, **sets)
+            config = from_dict(InverterConfig, to_dict(config), "config")  # re-check types
+    elif args.set:
+        raise ValueError("--set needs --config")
+    if args.dry_run:
+        print(dump_yaml(config) if config is not None else "(resume: the run's stored config.yaml)")
+        return 0
+    device = resolve_device(args.device)
+    record = train_inverter(
+        args.generator,
+        config,
+        args.out,
+        target_data=args.target_data,
+        sim_data=args.sim_data,
+        kimg=args.kimg,
+        resume=args.resume,
+        seed=args.seed,
+        device=device,
+        progress=not args.no_progress,
+        command="domrand train-inverter " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+    )
+    if record:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items() if k.startswith(("psnr", "ssim", "kimg"))}
+        print(f"train-inverter: done; {shown}; inverter at {args.out}/E.safetensors")
+    return 0

@@ -1,0 +1,27 @@
+"""The benchmark commands run and print one row per setting (speed itself is never asserted)."""
+
+import re
+
+from domrand.cli import main
+
+
+def _rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(r"^(tiny|bundle)\s", line)]
+
+
+def test_bench_generator_prints_a_row_per_batch_and_path(capsys):
+    assert main(["bench", "generator", "--preset", "tiny", "--batch", "1,3", "--repeats", "1", "--warmup", "0", "--modconv"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert len(rows) == 4  # 2 batches x (fused, nonfused)
+    assert all(float(r.split()[4]) > 0 for r in rows)  # img/s column
+
+
+def test_bench_randomizer_prints_a_row_per_batch(capsys):
+    assert main(["bench", "randomizer", "--preset", "tiny", "--batch", "1,2", "--repeats", "1", "--warmup", "0"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert [r.split()[2] for r in rows] == ["1", "2"]
+
+
+def test_bench_randomizer_cuda_without_a_gpu_is_a_clear_error(capsys):
+    assert main(["bench", "randomizer", "--preset", "tiny", "--ops", "cuda"]) == 2
+    assert "--ops cuda needs --device cuda" in capsys.readouterr().err
