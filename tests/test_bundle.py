@@ -20,14 +20,6 @@ from domrand.generator.networks import Generator
 from domrand.randomizer import StyleRandomizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Inverter(nn.Module):
     """Stand-in for domrand.generator.inverter.Inverter (same class name, checkpoint protocol and
     interface); registered for the duration of each test only."""

@@ -16,15 +16,6 @@ from domrand.generator.networks import Generator
 from domrand.randomizer import StyleRandomizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread is faster and does not fight other jobs for the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class StandInEncoder(nn.Module):
     """Stand-in for the Inverter interface: a small conv net predicting offsets from w_avg."""
 
