@@ -178,3 +178,71 @@ def from_group(device: str | torch.device = "cpu") -> Context:
     dev = resolve_device(device)
     return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=dev.index or 0, device=dev,
                    backend=dist.get_backend(), owns_group=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for trainers that receive only ``reduce`` (an all-reduce sum) plus their rank and
+# world size; ranks that are threads of one process (tests) pass an in-memory ``reduce``.
+
+
+def stream_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed for a random stream, a deterministic function of ``seed`` and ``keys``."""
+    import numpy as np
+
+    ss = np.random.SeedSequence([int(seed)] + [int(k) for k in keys])
+    return int(ss.generate_state(1, np.uint64)[0] >> 1)
+
+
+def average_gradients(
+    parameters: Any, reduce: Reduce | None, world_size: int, *, rank: int = 0, what: str = "model"
+) -> None:
+    """Average the ``.grad`` of ``parameters`` over ranks in place: one all-reduce of a flat buffer.
+
+    Parameters without a gradient keep ``grad=None`` (so an optimizer skips them as in one
+    process); an appended count catches ranks that disagree on which parameters got one. A no-op
+    for one rank or without ``reduce``.
+    """
+    if world_size <= 1 or reduce is None:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    device = grads[0].device if grads else torch.device("cpu")
+    flat = torch.cat([g.detach().reshape(-1).float() for g in grads] + [torch.ones(1, device=device)])
+    flat = reduce(flat)
+    if int(round(float(flat[-1]))) != world_size:
+        raise RuntimeError(f"rank {rank}: ranks disagree on which {what} parameters have gradients")
+    flat = flat[:-1] / world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g).to(g.dtype))
+        offset += n
+
+
+def gather_by_reduce(t: torch.Tensor, reduce: Reduce | None, rank: int, world_size: int) -> torch.Tensor:
+    """Every rank's ``t`` (same shape everywhere) stacked in rank order, ``[world_size, *t.shape]``.
+
+    Built from one all-reduce sum of a zero buffer holding ``t`` in this rank's row (integers are
+    carried as int64, so byte tensors such as ``torch.Generator`` states come back exactly).
+    """
+    if world_size <= 1 or reduce is None:
+        return t.unsqueeze(0).clone()
+    dtype = torch.float64 if t.is_floating_point() else torch.int64
+    buf = torch.zeros((world_size, *t.shape), dtype=dtype)
+    buf[rank] = t.detach().cpu().to(dtype)
+    return reduce(buf).to(t.dtype)
+
+
+def mean_floats(values: dict[str, float], reduce: Reduce | None, world_size: int) -> dict[str, float]:
+    """The mean over ranks of a dict of scalars (same keys on every rank): one all-reduce."""
+    if world_size <= 1 or reduce is None or not values:
+        return dict(values)
+    keys = sorted(values)
+    total = reduce(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
+    return {k: float(v) / world_size for k, v in zip(keys, total.tolist())}
+
+
+def agree_with(reduce: Reduce | None, world_size: int, ok: bool) -> bool:
+    """True on every rank when ``ok`` is true on every rank (a collective through ``reduce``)."""
+    if world_size <= 1 or reduce is None:
+        return bool(ok)
+    return float(reduce(torch.tensor([0.0 if ok else 1.0]))) == 0.0

@@ -5,11 +5,18 @@ Example::
     domrand train-inverter --generator runs/target64 --config configs/inverter/small64.yaml \\
         --out runs/target64-E --target-data data/target --sim-data data/sim --kimg 50
     domrand train-inverter --generator runs/target64 --out runs/target64-E --resume --kimg 100
+
+Data-parallel over K GPUs (or K CPU processes with gloo) through PyTorch's launcher; the batch
+sizes of the config are global and split evenly over the ranks (docs/scaling.md)::
+
+    torchrun --nproc_per_node=K -m domrand train-inverter --generator runs/target64 \
+        --config small64 --out runs/target64-E --target-data data/target --sim-data data/sim
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -32,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
+    # Under torchrun (WORLD_SIZE > 1) the job is data-parallel: see docs/scaling.md.
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -53,6 +61,8 @@ def main(args: argparse.Namespace) -> int:
     from domrand.generator.inverter_train import train_inverter
     from domrand.utils import resolve_device
 
+    from domrand import distributed
+
     if args.threads:
         torch.set_num_threads(args.threads)
     config = None
@@ -67,23 +77,36 @@ def main(args: argparse.Namespace) -> int:
     elif args.set:
         raise ValueError("--set needs --config")
     if args.dry_run:
+        if distributed.launched() and int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 prints
+            return 0
         print(dump_yaml(config) if config is not None else "(resume: the run's stored config.yaml)")
         return 0
-    device = resolve_device(args.device)
-    record = train_inverter(
-        args.generator,
-        config,
-        args.out,
+    command = "domrand train-inverter " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    kwargs = dict(
         target_data=args.target_data,
         sim_data=args.sim_data,
         kimg=args.kimg,
         resume=args.resume,
         seed=args.seed,
-        device=device,
         progress=not args.no_progress,
-        command="domrand train-inverter " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
+    if distributed.launched():  # one rank of a torchrun job: join the group, train, leave it
+        ctx = distributed.init(args.device)
+        try:
+            record = train_inverter(
+                args.generator, config, args.out, device=ctx.device,
+                command=command + f"  # torchrun, {ctx.world_size} ranks ({ctx.backend})",
+                rank=ctx.rank, world_size=ctx.world_size, reduce=ctx.reduce, **kwargs,
+            )  # fmt: skip
+            ctx.barrier()  # rank 0 writes the last checkpoint while the others wait here
+        finally:
+            ctx.shutdown()
+        if not ctx.is_main:
+            return 0
+    else:
+        device = resolve_device(args.device)
+        record = train_inverter(args.generator, config, args.out, device=device, command=command, **kwargs)
     if record:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items() if k.startswith(("psnr", "ssim", "kimg"))}
         print(f"train-inverter: done; {shown}; inverter at {args.out}/E.safetensors")

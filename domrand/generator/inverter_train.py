@@ -27,6 +27,17 @@ Run directory::
 ``train_state`` holds the step and image counters, the data RNG state
 (``torch.Generator.get_state()``) and the Adam state as tensors (no pickle), so a resumed run
 continues exactly as if it had never stopped.
+
+Data-parallel (``torchrun --nproc_per_node=K -m domrand train-inverter ...``, docs/scaling.md):
+``InverterTrainer`` and ``train_inverter`` take ``rank``, ``world_size`` and ``reduce`` (an
+all-reduce sum over ranks). The batch sizes of the config are global; each rank draws
+``batch / world_size`` of every sub-batch from its own RNG (seeded from ``(seed, rank)``; rank 0
+uses ``seed`` itself, so a single process is unchanged) and its own shard of the target and sim
+images (``rank::world_size``). Gradients of E are averaged over ranks (G is frozen), so E is the
+same on every rank after every step; logged losses and held-out metrics are reduced over ranks
+(each rank evaluates its share of the held-out images). Only rank 0 writes files. Checkpoints hold
+every rank's RNG state: a resume on the same number of ranks is exact, on another number the
+per-rank RNGs are re-derived from ``(seed, rank, step, world_size)``.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +56,7 @@ import torch
 from torch import nn
 
 from domrand import checkpoint
+from domrand import distributed as dist_utils
 from domrand.config import dump_yaml, from_dict
 from domrand.generator import runs
 from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, render
@@ -64,6 +77,7 @@ CONFIG = "config.yaml"
 COMMAND = "command.txt"
 METRICS = "metrics.jsonl"
 INVERTER_CHECKPOINT_FILES = (E_FILE, STATE_FILE)
+_INIT_LOCK = threading.Lock()  # ranks that are threads of one process (tests) share torch's global RNG
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,9 +178,15 @@ class InverterTrainer:
         device: str | torch.device = "cpu",
         generator_source: str = "",  # recorded in E.safetensors extra
         E: Inverter | None = None,  # start from this inverter (else fresh)
+        rank: int = 0,  # this process's rank (data-parallel; only rank 0 writes files)
+        world_size: int = 1,  # number of ranks; the config's batch sizes are split evenly over them
+        reduce: dist_utils.Reduce | None = None,  # all-reduce sum over ranks (None: single process)
     ):
         from domrand.generator.dataset import ImageSampler
 
+        self.rank, self.world_size, self.reduce = int(rank), int(world_size), reduce
+        if self.world_size > 1 and reduce is None:
+            raise ValueError(f"world_size={world_size} needs reduce (an all-reduce sum over ranks)")
         self.device = torch.device(device)
         self.cfg = config
         self.tc = config.training
@@ -174,7 +194,7 @@ class InverterTrainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.generator_source = generator_source
         if E is None:
-            with torch.random.fork_rng(devices=[]):  # initialization depends on the seed only
+            with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # initialization depends on the seed only
                 torch.manual_seed(int(seed))
                 E = Inverter.for_generator(self.G, config.network, seed=int(seed))
         self.E = E
@@ -184,8 +204,9 @@ class InverterTrainer:
         self.num_coarse = self.E.num_coarse_ws
         self.dloss = DiscriminatorFeatureLoss(D.to(self.device)) if (D is not None and self.tc.dfeat_weight) else None
         self.opt = torch.optim.Adam(self.E.parameters(), lr=self.tc.lr, betas=tuple(self.tc.betas))
-        self.rng = torch.Generator().manual_seed(int(seed))
         self.seed = int(seed)
+        self.rng = torch.Generator().manual_seed(rank_seed(self.seed, self.rank))
+        self.resumed_rng = "fresh"  # fresh | restored | rederived (after load_state)
         self.step = 0
         self.images_seen = 0
         R = self.E.img_resolution
@@ -194,13 +215,26 @@ class InverterTrainer:
             _check_images("target images", target_images, R)
             hold = min(self.tc.holdout_images, len(target_images) // 4)
             self.target_eval = target_images[:hold] if hold > 0 else None
-            self.target_train = ImageSampler(target_images[hold:], xflip=False)
+            self.target_train = ImageSampler(target_images[hold:], xflip=False, rank=self.rank, world_size=self.world_size)
         self.sim_train = None
         self.sim_grid = None
         if sim_images is not None:
             _check_images("sim frames", sim_images, R)
-            self.sim_train = ImageSampler(sim_images, xflip=False)
+            self.sim_train = ImageSampler(sim_images, xflip=False, rank=self.rank, world_size=self.world_size)
             self.sim_grid = sim_images[:2]
+        # Per-rank sub-batches: the config's batch sizes are global.
+        used = [("gen_batch", self.tc.gen_batch)]
+        used += [("target_batch", self.tc.target_batch)] if self.target_train is not None else []
+        used += [("sim_batch", self.tc.sim_batch)] if self.sim_train is not None else []
+        for name, value in used:
+            if value % self.world_size:
+                raise ValueError(
+                    f"training.{name}={value} must be divisible by world_size={self.world_size} "
+                    "(batch sizes are global and split evenly over the ranks)"
+                )
+        self.gen_batch = self.tc.gen_batch // self.world_size
+        self.target_batch = self.tc.target_batch // self.world_size
+        self.sim_batch = self.tc.sim_batch // self.world_size
         self._accum: dict[str, float] = {}
         self._accum_n = 0
 
@@ -244,8 +278,8 @@ class InverterTrainer:
         total = torch.zeros([], device=self.device)
         n_images = 0
         # generator samples with known ws
-        if tc.gen_batch > 0:
-            x, ws_true, feat_true = self.generator_samples(tc.gen_batch, self.rng)
+        if self.gen_batch > 0:
+            x, ws_true, feat_true = self.generator_samples(self.gen_batch, self.rng)
             out = E(x)
             rec = render(self.G, out, self.keep)
             lat = (out["ws"] - ws_true).square().flatten(1).mean(1) / E.w_std.square()
@@ -257,18 +291,18 @@ class InverterTrainer:
             logs["loss/gen"] = float(loss.detach().mean())
             logs["loss/latent"] = float(lat.detach().mean())
             logs["mse/gen"] = float((rec - x).detach().square().mean())
-            n_images += tc.gen_batch
-        if self.target_train is not None and tc.target_batch > 0:
-            x = self.target_train.sample(tc.target_batch, self.rng, self.device)
+            n_images += self.gen_batch
+        if self.target_train is not None and self.target_batch > 0:
+            x = self.target_train.sample(self.target_batch, self.rng, self.device)
             out = E(x)
             rec = render(self.G, out, self.keep)
             loss = self._image_terms(rec, x) + self._regularizers(out)
             total = total + loss.mean()
             logs["loss/target"] = float(loss.detach().mean())
             logs["mse/target"] = float((rec - x).detach().square().mean())
-            n_images += tc.target_batch
-        if self.sim_train is not None and tc.sim_batch > 0:
-            x = self.sim_train.sample(tc.sim_batch, self.rng, self.device)
+            n_images += self.target_batch
+        if self.sim_train is not None and self.sim_batch > 0:
+            x = self.sim_train.sample(self.sim_batch, self.rng, self.device)
             out = E(x)
             rec = render(self.G, out, self.keep)
             st = structure_loss(rec, x)
@@ -278,34 +312,55 @@ class InverterTrainer:
             total = total + loss.mean()
             logs["loss/sim"] = float(loss.detach().mean())
             logs["loss/structure"] = float(st.detach().mean())
-            n_images += tc.sim_batch
+            n_images += self.sim_batch
         self.opt.zero_grad(set_to_none=True)
         total.backward()
+        # Equal local batches: the mean of the ranks' gradients is the gradient of the global loss.
+        dist_utils.average_gradients(self.E.parameters(), self.reduce, self.world_size, rank=self.rank, what="inverter")
         self.opt.step()
         self.step += 1
-        self.images_seen += n_images
+        self.images_seen += n_images * self.world_size
         logs["loss/total"] = float(total.detach())
-        return logs
+        return dist_utils.mean_floats(logs, self.reduce, self.world_size)
 
     # ---- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, refine_steps: int = 0) -> dict[str, float]:
-        """Held-out PSNR/SSIM: fixed generator samples (and held-out target images)."""
+        """Held-out PSNR/SSIM: fixed generator samples (and held-out target images).
+
+        With several ranks this is a collective: rank r scores images ``r::world_size`` of each
+        set and the per-image sums are reduced, so every rank returns the means over all images.
+        """
         from domrand.metrics import psnr, ssim
 
         self.E.eval()
         rng = torch.Generator().manual_seed(123_456)
-        x, _, _ = self.generator_samples(self.tc.eval_images, rng)
-        result = {}
+        x, _, _ = self.generator_samples(self.tc.eval_images, rng)  # every rank draws all, keeps its share
         sets = [("gen", x)]
         if self.target_eval is not None:
             t = torch.from_numpy(self.target_eval).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
             sets.append(("target", t))
+        names: list[str] = []
+        sums: list[float] = []
         for name, imgs in sets:
-            out = self.E.invert(imgs, self.G, steps=refine_steps, check=False, lr=self.tc.refine_lr)
-            rec = render(self.G, out, self.keep).clamp(-1, 1)
-            result[f"psnr/{name}"] = float(psnr(rec, imgs.clamp(-1, 1)).mean())
-            result[f"ssim/{name}"] = float(ssim(rec, imgs.clamp(-1, 1)).mean())
+            share = imgs[self.rank :: self.world_size]
+            p_sum = s_sum = 0.0
+            if len(share):
+                out = self.E.invert(share, self.G, steps=refine_steps, check=False, lr=self.tc.refine_lr)
+                rec = render(self.G, out, self.keep).clamp(-1, 1)
+                p_sum = float(psnr(rec, share.clamp(-1, 1)).double().sum())
+                s_sum = float(ssim(rec, share.clamp(-1, 1)).double().sum())
+            names += [f"psnr/{name}", f"ssim/{name}", f"n/{name}"]
+            sums += [p_sum, s_sum, float(len(share))]
+        totals = torch.tensor(sums, dtype=torch.float64)
+        if self.world_size > 1:
+            totals = self.reduce(totals)
+        total = dict(zip(names, totals.tolist()))
+        result = {}
+        for name, _ in sets:
+            n = max(total[f"n/{name}"], 1.0)
+            result[f"psnr/{name}"] = total[f"psnr/{name}"] / n
+            result[f"ssim/{name}"] = total[f"ssim/{name}"] / n
         self.E.train()
         return result
 
@@ -340,28 +395,46 @@ class InverterTrainer:
         return self.images_seen / 1000.0
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Adam state, counters and every rank's RNG state (``rng_state`` for rank 0,
+        ``rng_state/rank<r>`` for the others). With several ranks a collective: every rank calls
+        it at the same step and the result is complete on rank 0."""
         tensors, meta = optimizer_to_tensors(self.opt)
-        tensors["rng_state"] = self.rng.get_state()
-        meta.update({"step": self.step, "images_seen": self.images_seen, "seed": self.seed})
+        states = dist_utils.gather_by_reduce(self.rng.get_state(), self.reduce, self.rank, self.world_size)
+        for r, st in enumerate(states):
+            tensors["rng_state" if r == 0 else f"rng_state/rank{r}"] = st.to(torch.uint8).clone()
+        meta.update({"step": self.step, "images_seen": self.images_seen, "seed": self.seed, "world_size": self.world_size})
         return tensors, meta
 
     def load_state(self, ckpt_dir: str | os.PathLike) -> None:
         ckpt_dir = Path(ckpt_dir)
-        E = checkpoint.load_network(ckpt_dir / E_FILE, "Inverter", self.device)
+        with _INIT_LOCK:  # building the network draws from torch's global RNG
+            E = checkpoint.load_network(ckpt_dir / E_FILE, "Inverter", self.device)
         E.check_pairing(self.G)
         self.E.load_state_dict(E.state_dict())
         self.E.train()
         tensors, meta = checkpoint.load_tensors(ckpt_dir / STATE_FILE)
         optimizer_from_tensors(self.opt, tensors, meta)
-        self.rng.set_state(tensors["rng_state"])
         self.step = int(meta["step"])
         self.images_seen = int(meta["images_seen"])
+        saved_ws = int(meta.get("world_size", 1))
+        if saved_ws == self.world_size:
+            self.rng.set_state(tensors["rng_state" if self.rank == 0 else f"rng_state/rank{self.rank}"])
+            self.resumed_rng = "restored"
+        else:  # the old ranks' streams do not map onto the new ranks: a function of the run and the step
+            seed = int(meta.get("seed", self.seed))
+            self.rng.manual_seed(dist_utils.stream_seed(seed, self.rank, self.step, self.world_size, 1))
+            self.resumed_rng = "rederived"
+        self.saved_world_size = saved_ws
 
-    def save_checkpoint(self, extra: dict[str, Any] | None = None) -> Path:
+    def save_checkpoint(
+        self, extra: dict[str, Any] | None = None, state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+    ) -> Path:
+        """Write a checkpoint (rank 0). With several ranks pass ``state`` from :meth:`state_tensors`,
+        which every rank must call at the same step."""
         assert self.run_dir is not None
         info = {"kimg": self.kimg, "step": self.step, "generator_source": self.generator_source}
         info.update(extra or {})
-        tensors, meta = self.state_tensors()
+        tensors, meta = self.state_tensors() if state is None else state
 
         def write(tmp: Path) -> None:
             checkpoint.save_network(tmp / E_FILE, self.E, info)
@@ -373,7 +446,7 @@ class InverterTrainer:
         return d
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or self.rank != 0:
             return
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -386,6 +459,8 @@ class InverterTrainer:
         from domrand.generator.visualize import grid_upscale, save_png
 
         tc = self.tc
+        main = self.rank == 0
+        writes = self.run_dir is not None and main
         total_images = int(round((tc.kimg if kimg is None else kimg) * 1000))
         per_step = tc.gen_batch + (tc.target_batch if self.target_train is not None else 0)
         per_step += tc.sim_batch if self.sim_train is not None else 0
@@ -396,7 +471,8 @@ class InverterTrainer:
         next_snap = (self.images_seen // snap_every + 1) * snap_every
         next_metric = (self.images_seen // metric_every + 1) * metric_every
         start = time.time()
-        bar = tqdm(total=total_images, initial=min(self.images_seen, total_images), unit="img", disable=not progress, desc="train-inverter")
+        bar = tqdm(total=total_images, initial=min(self.images_seen, total_images), unit="img",
+                   disable=not (progress and main), desc="train-inverter")
         last: dict[str, Any] = {}
         while self.images_seen < total_images:
             logs = self.train_step()
@@ -405,7 +481,10 @@ class InverterTrainer:
             self._accum_n += 1
             bar.update(min(per_step, total_images - bar.n))
             bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
-            done = self.images_seen >= total_images or (max_seconds is not None and time.time() - start > max_seconds)
+            out_of_time = max_seconds is not None and time.time() - start > max_seconds
+            if max_seconds is not None and self.world_size > 1:  # every rank stops at the same step
+                out_of_time = not dist_utils.agree_with(self.reduce, self.world_size, not out_of_time)
+            done = self.images_seen >= total_images or out_of_time
             if self.images_seen >= next_metric or done:
                 next_metric = (self.images_seen // metric_every + 1) * metric_every
                 record = {"kimg": round(self.kimg, 3), "step": self.step, "sec": round(time.time() - start, 2)}
@@ -416,13 +495,22 @@ class InverterTrainer:
                 last = record
             if self.run_dir is not None and (self.images_seen >= next_snap or done):
                 next_snap = (self.images_seen // snap_every + 1) * snap_every
-                self.save_checkpoint()
-                grid = self.recon_grid()
-                save_png(self.run_dir / f"recon_{runs.format_kimg(self.kimg)}.png", grid, grid_upscale(self.E.img_resolution))
+                state = self.state_tensors()  # a collective with several ranks
+                if writes:  # the other ranks wait for rank 0 at the next step's all-reduce
+                    self.save_checkpoint(state=state)
+                    grid = self.recon_grid()
+                    name = f"recon_{runs.format_kimg(self.kimg)}.png"
+                    save_png(self.run_dir / name, grid, grid_upscale(self.E.img_resolution))
             if done:
                 break
         bar.close()
         return last
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The RNG seed of one rank: ``seed`` for rank 0 (a single process is unchanged), else a
+    deterministic function of ``(seed, rank)``."""
+    return int(seed) if int(rank) == 0 else dist_utils.stream_seed(int(seed), int(rank))
 
 
 def _to_float(images: np.ndarray, device) -> torch.Tensor:
@@ -474,52 +562,112 @@ def train_inverter(
     command: str | None = None,
     max_seconds: float | None = None,
     cache_dir: str | os.PathLike | None = None,
+    rank: int = 0,  # distributed rank (only rank 0 writes files and prints)
+    world_size: int = 1,  # number of ranks
+    reduce: dist_utils.Reduce | None = None,  # all-reduce sum over ranks
 ) -> dict[str, Any]:
-    """Train (or resume) an inverter run in ``out``; returns the last metrics record."""
+    """Train (or resume) an inverter run in ``out``; returns the last metrics record.
+
+    With several ranks every rank calls this (a collective); a failure of any rank in the set-up
+    (checks, data, networks) stops every rank with an error instead of leaving them waiting.
+    """
     from domrand.generator.dataset import load_images
 
-    out = Path(out)
-    gen_file = resolve_generator_file(generator)
-    G = checkpoint.load_network(gen_file, "Generator", device)
-    cfg_path = out / CONFIG
-    if resume:
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"--resume: {cfg_path} does not exist (no run to resume in {out})")
-        import yaml
+    main = rank == 0
 
-        stored = from_dict(InverterConfig, yaml.safe_load(cfg_path.read_text()) or {}, str(cfg_path))
-        if config is not None and config != stored:
-            raise ValueError(f"--resume: --config differs from the run's stored {cfg_path}; drop --config to use it")
-        config = stored
-    elif config is None:
-        raise ValueError("--config is required for a new run")
-    else:
-        if list_checkpoints(out):
-            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    def agree(ok: bool) -> bool:
+        return dist_utils.agree_with(reduce, world_size, ok)
+
+    def stage(fn):  # run fn on every rank; raise everywhere when it failed anywhere
+        result, error = None, None
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+            error = exc
+        if not agree(error is None):
+            if error is not None:
+                raise error
+            raise RuntimeError(f"rank {rank}: another rank failed to set up train-inverter; see its error")
+        return result
+
+    out = Path(out)
+
+    def setup() -> tuple:
+        gen_file = resolve_generator_file(generator)
+        with _INIT_LOCK:  # building a network draws from torch's global RNG (ranks as threads: see E's init)
+            G = checkpoint.load_network(gen_file, "Generator", device)
+        cfg = config
+        cfg_path = out / CONFIG
+        if resume:
+            if not cfg_path.is_file():
+                raise FileNotFoundError(f"--resume: {cfg_path} does not exist (no run to resume in {out})")
+            import yaml
+
+            stored = from_dict(InverterConfig, yaml.safe_load(cfg_path.read_text()) or {}, str(cfg_path))
+            if cfg is not None and cfg != stored:
+                raise ValueError(f"--resume: --config differs from the run's stored {cfg_path}; drop --config to use it")
+            cfg = stored
+        elif cfg is None:
+            raise ValueError("--config is required for a new run")
+        else:
+            if list_checkpoints(out):
+                raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        return gen_file, G, cfg
+
+    gen_file, G, config = stage(setup)
     tc = config.training
     res = G.img_resolution
-    target = sim = None
-    if target_data is not None:
-        target = load_images(target_data, res, cache_dir=cache_dir, min_images=tc.min_images, progress=progress)
-    if sim_data is not None:
-        sim = load_images(sim_data, res, cache_dir=cache_dir, min_images=tc.min_images, progress=progress)
-    D = None
-    d_file = find_discriminator(gen_file)
-    if d_file is not None and tc.dfeat_weight:
-        D = checkpoint.load_network(d_file, "Discriminator", device)
-    elif tc.dfeat_weight:
-        print(f"train-inverter: no D.safetensors found beside {gen_file}; the perceptual loss is off", file=sys.stderr)
-    trainer = InverterTrainer(
-        G, config, out, D=D, target_images=target, sim_images=sim, seed=seed, device=device, generator_source=str(gen_file)
-    )
-    if resume:
-        found = list_checkpoints(out)
-        if not found:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / CHECKPOINTS}")
-        trainer.load_state(found[-1][1])
-    else:
-        atomic_write_text(cfg_path, dump_yaml(config))
-    with open(out / COMMAND, "a") as f:
-        f.write((command or " ".join(sys.argv)) + "\n")
+
+    def load(show: bool) -> tuple:
+        target = sim = None
+        if target_data is not None:
+            target = load_images(target_data, res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
+        if sim_data is not None:
+            sim = load_images(sim_data, res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
+        return target, sim
+
+    # Rank 0 decodes (and caches) first; the other ranks then read the cache.
+    first = stage(lambda: load(progress) if main else None)
+    target, sim = stage(lambda: first if main else load(False))
+
+    def build() -> InverterTrainer:
+        D = None
+        d_file = find_discriminator(gen_file)
+        if d_file is not None and tc.dfeat_weight:
+            with _INIT_LOCK:
+                D = checkpoint.load_network(d_file, "Discriminator", device)
+        elif tc.dfeat_weight and main:
+            print(f"train-inverter: no D.safetensors found beside {gen_file}; the perceptual loss is off", file=sys.stderr)
+        trainer = InverterTrainer(
+            G, config, out, D=D, target_images=target, sim_images=sim, seed=seed, device=device,
+            generator_source=str(gen_file), rank=rank, world_size=world_size, reduce=reduce,
+        )  # fmt: skip
+        if resume:
+            found = list_checkpoints(out)
+            if not found:
+                raise FileNotFoundError(f"--resume: no complete checkpoint under {out / CHECKPOINTS}")
+            trainer.load_state(found[-1][1])
+            if main:
+                note = "" if trainer.resumed_rng == "restored" else (
+                    f"; it was written by {trainer.saved_world_size} rank(s), so the per-rank random streams are "
+                    f"re-derived from (seed, rank, step) for {world_size}"
+                )  # fmt: skip
+                print(f"train-inverter: resumed {found[-1][1]} (step {trainer.step}, kimg {trainer.kimg:.3f}){note}",
+                      file=sys.stderr)  # fmt: skip
+        return trainer
+
+    trainer = stage(build)
+    if main:
+        if world_size > 1:
+            parts = [f"gen {tc.gen_batch} = {world_size} x {trainer.gen_batch}"]
+            if trainer.target_train is not None:
+                parts.append(f"target {tc.target_batch} = {world_size} x {trainer.target_batch}")
+            if trainer.sim_train is not None:
+                parts.append(f"sim {tc.sim_batch} = {world_size} x {trainer.sim_batch}")
+            print(f"train-inverter: {world_size} ranks, per step {', '.join(parts)}", file=sys.stderr)
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write_text(out / CONFIG, dump_yaml(config))
+        with open(out / COMMAND, "a") as f:
+            f.write((command or " ".join(sys.argv)) + "\n")
     return trainer.run(kimg, progress=progress, max_seconds=max_seconds)
