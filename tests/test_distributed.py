@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -37,6 +34,7 @@ from domrand.checkpoint import load_network, load_tensors
 from domrand.config import dump_yaml, replace
 from domrand.generator import runs
 from domrand.generator.train import Trainer, resolve_config, train
+from dist_helpers import ThreadGroup, free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import shapes_dataset  # noqa: E402
@@ -68,53 +66,6 @@ def _cfg():
     return replace(resolve_config("tiny"), **changes)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThreadGroup:
-    """An in-memory all-reduce sum for ranks that are threads of this process (the reference)."""
-
-    def __init__(self, world_size: int):
-        self.world_size = world_size
-        self.slots: list[torch.Tensor | None] = [None] * world_size
-        self.barrier = threading.Barrier(world_size, timeout=120)
-
-    def reducer(self, rank: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        def reduce(t: torch.Tensor) -> torch.Tensor:
-            self.slots[rank] = t.detach().clone()
-            self.barrier.wait()
-            total = self.slots[0].clone()
-            for other in self.slots[1:]:
-                total += other
-            self.barrier.wait()
-            return total
-
-        return reduce
-
-    def run(self, fn: Callable[[int, Callable], Any]) -> list[Any]:
-        results: list[Any] = [None] * self.world_size
-        errors: list[BaseException] = []
-
-        def target(rank: int) -> None:
-            try:
-                results[rank] = fn(rank, self.reducer(rank))
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-                self.barrier.abort()
-
-        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.world_size)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
-
-
 def _lockstep_reference(cfg, data: np.ndarray, steps: int, seed: int) -> list[Trainer]:
     group = ThreadGroup(2)
 
@@ -137,7 +88,7 @@ def test_torchrun_two_ranks_gloo_matches_lockstep_reference(tmp_path: Path) -> N
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-        "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}",
         "-m", "domrand", "train-generator", "--data", str(tmp_path / "data.npy"), "--config", str(tmp_path / "cfg.yaml"),
         "--out", str(out), "--kimg", str(kimg), "--seed", "5", "--device", "cpu", "--threads", "1", "--no-progress",
     ]  # fmt: skip

@@ -19,12 +19,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -35,57 +32,11 @@ from domrand.config import GeneratorConfig, load_config, replace
 from domrand.generator.inverter import InverterConfig
 from domrand.generator.inverter_train import CHECKPOINTS, InverterTrainer, train_inverter
 from domrand.generator.networks import Discriminator, Generator
+from dist_helpers import ThreadGroup, free_port
 
 STEPS = 4  # of 8 images: gen 4 + target 2 + sim 2 (per rank 2 + 1 + 1)
 SETS = {"training.gen_batch": 4, "training.target_batch": 2, "training.sim_batch": 2, "training.eval_images": 8,
         "training.snapshot_kimg": 0.016, "training.metrics_kimg": 0.016}  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThreadGroup:
-    """An in-memory all-reduce sum for ranks that are threads of this process (the reference)."""
-
-    def __init__(self, world_size: int):
-        self.world_size = world_size
-        self.slots: list[torch.Tensor | None] = [None] * world_size
-        self.barrier = threading.Barrier(world_size, timeout=120)
-
-    def reducer(self, rank: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        def reduce(t: torch.Tensor) -> torch.Tensor:
-            self.slots[rank] = t.detach().clone()
-            self.barrier.wait()
-            total = self.slots[0].clone()
-            for other in self.slots[1:]:
-                total += other
-            self.barrier.wait()
-            return total
-
-        return reduce
-
-    def run(self, fn: Callable[[int, Callable], Any]) -> list[Any]:
-        results: list[Any] = [None] * self.world_size
-        errors: list[BaseException] = []
-
-        def target(rank: int) -> None:
-            try:
-                results[rank] = fn(rank, self.reducer(rank))
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-                self.barrier.abort()
-
-        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.world_size)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
 
 
 def _setup(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -133,7 +84,7 @@ def test_torchrun_two_ranks_matches_lockstep_reference_and_resumes_on_one(tmp_pa
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-        "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}",
         "-m", "domrand", "train-inverter", "--generator", str(grun), "--config", "tiny", "--out", str(out),
         "--target-data", str(tmp_path / "target.npy"), "--sim-data", str(tmp_path / "sim.npy"),
         "--kimg", str(STEPS * 8 / 1000), "--seed", "3", "--device", "cpu", "--threads", "1", "--no-progress", *sets,
