@@ -77,13 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"domrand {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
+    from domrand.cuda.dispatch import CudaUnavailableError
+
     try:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:
         print("domrand: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as exc:
-        # User-facing errors (bad config, bad data, bad checkpoint) are one clear line.
+    except (ValueError, FileNotFoundError, CudaUnavailableError) as exc:
+        # User-facing errors (bad config, data, checkpoint, DOMRAND_OPS) are one clear line.
         if getattr(args, "traceback", False):
             raise
         print(f"domrand {name}: error: {exc}", file=sys.stderr)

@@ -26,3 +26,10 @@ def test_python_dash_m_runs_the_cli():
     import domrand
 
     assert out.stdout.strip() == domrand.__version__
+
+
+def test_forcing_cuda_ops_without_a_gpu_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.setenv("DOMRAND_OPS", "cuda")
+    assert main(["bench", "generator", "--preset", "tiny", "--batch", "1", "--repeats", "1", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "DOMRAND_OPS=cuda but the CUDA kernels are unavailable" in err and "Traceback" not in err
