@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from domrand.cuda.dispatch import CudaUnavailableError
 
     try:
-        return int(module.main(args) or 0)
+        code = int(module.main(args) or 0)
     except KeyboardInterrupt:
         print("domrand: interrupted", file=sys.stderr)
         return 130
@@ -90,6 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"domrand {name}: error: {exc}", file=sys.stderr)
         return 2
+    _exit_if_torchrun_worker(code)
+    return code
+
+
+def _exit_if_torchrun_worker(code: int) -> None:
+    """End a torchrun worker at once, once its command has finished and left the process group.
+
+    Interpreter teardown in a gloo worker occasionally aborted the process ("terminate called
+    without an active exception", SIGABRT) after all work was done, and torchrun then reports the
+    whole job as failed. Everything is written and flushed by now, so skip that teardown.
+    """
+    from domrand import distributed
+
+    if distributed.launched():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
