@@ -66,6 +66,27 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     atomic_write_bytes(path, safetensors_save(_state_for_saving(tensors), metadata=meta))
 
 
+def optimizer_state_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as ``{"<prefix>/<param idx>/<key>": tensor}`` plus JSON metadata
+    (param groups and which keys each parameter has), for ``save_tensors``; no pickle."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    keys: dict[str, list[str]] = {}
+    for idx, st in sd["state"].items():
+        keys[str(idx)] = sorted(st)
+        for key, value in st.items():
+            tensors[f"{prefix}/{idx}/{key}"] = torch.as_tensor(value)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "state_keys": keys}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str) -> None:
+    """Restore what ``optimizer_state_to_tensors`` wrote (Adam ``betas`` back to tuples)."""
+    state = {int(idx): {k: tensors[f"{prefix}/{idx}/{k}"] for k in keys} for idx, keys in meta["state_keys"].items()}
+    groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
 def _looks_like_safetensors(path: Path) -> bool:
     """A safetensors file starts with a little-endian u64 header length N, then N bytes of JSON."""
     size = path.stat().st_size

@@ -130,36 +130,6 @@ def _prune(run_dir: Path, keep: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Optimizer state <-> tensors (no pickle)
-
-
-def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str = "adam") -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            tensors[f"{prefix}.{idx}.{key}"] = torch.as_tensor(value)
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
-    return tensors, {"param_groups": groups}
-
-
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict, prefix: str = "adam") -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if not name.startswith(prefix + "."):
-            continue
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = value
-    groups = []
-    for g in meta["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-# --------------------------------------------------------------------------------------------
 # Trainer
 
 
@@ -398,7 +368,7 @@ class InverterTrainer:
         """Adam state, counters and every rank's RNG state (``rng_state`` for rank 0,
         ``rng_state/rank<r>`` for the others). With several ranks a collective: every rank calls
         it at the same step and the result is complete on rank 0."""
-        tensors, meta = optimizer_to_tensors(self.opt)
+        tensors, meta = checkpoint.optimizer_state_to_tensors(self.opt, "adam")
         states = dist_utils.gather_by_reduce(self.rng.get_state(), self.reduce, self.rank, self.world_size)
         for r, st in enumerate(states):
             tensors["rng_state" if r == 0 else f"rng_state/rank{r}"] = st.to(torch.uint8).clone()
@@ -413,7 +383,7 @@ class InverterTrainer:
         self.E.load_state_dict(E.state_dict())
         self.E.train()
         tensors, meta = checkpoint.load_tensors(ckpt_dir / STATE_FILE)
-        optimizer_from_tensors(self.opt, tensors, meta)
+        checkpoint.load_optimizer_state(self.opt, tensors, meta, "adam")
         self.step = int(meta["step"])
         self.images_seen = int(meta["images_seen"])
         saved_ws = int(meta.get("world_size", 1))

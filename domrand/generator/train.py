@@ -495,13 +495,8 @@ class Trainer:
             "config": to_dict(self.cfg),
         }
         for name, opt in (("G_opt", self.G_opt), ("D_opt", self.D_opt)):
-            sd = opt.state_dict()
-            present = {}
-            for idx, st in sd["state"].items():
-                present[str(idx)] = sorted(st)
-                for key, value in st.items():
-                    tensors[f"{name}/{idx}/{key}"] = torch.as_tensor(value)
-            meta[name] = {"param_groups": sd["param_groups"], "state_keys": present}
+            opt_tensors, meta[name] = ckpt.optimizer_state_to_tensors(opt, name)
+            tensors.update(opt_tensors)
         for name, gen in self.gens.items():
             for r, st in enumerate(self._gather(gen.get_state())):
                 tensors[f"gen/{name}" if r == 0 else f"gen/rank{r}/{name}"] = st.to(torch.uint8).clone()
@@ -531,17 +526,7 @@ class Trainer:
         self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
         self.seed = int(meta.get("seed", self.seed))  # the run's seed (fixes the SWD real subset)
         for name, opt in (("G_opt", self.G_opt), ("D_opt", self.D_opt)):
-            info = meta[name]
-            state = {
-                int(idx): {k: tensors[f"{name}/{idx}/{k}"] for k in keys} for idx, keys in info["state_keys"].items()
-            }
-            groups = []
-            for g in info["param_groups"]:
-                g = dict(g)
-                if "betas" in g:
-                    g["betas"] = tuple(g["betas"])
-                groups.append(g)
-            opt.load_state_dict({"state": state, "param_groups": groups})
+            ckpt.load_optimizer_state(opt, tensors, meta[name], name)
         saved_ws = int(meta.get("world_size", 1))
         if saved_ws == self.world_size:
             for name, gen in self.gens.items():
