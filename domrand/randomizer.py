@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domrand.utils import resolve_device
 
 NOISE_OPTIONS = ("random", "step", "const", "none")
 """How fine (above ``keep_resolution``) noise is drawn: ``random`` = per-environment maps drawn at
@@ -57,6 +56,17 @@ OPTION_NAMES = ("keep_resolution", "psi", "mix", "noise", "refine_steps", "seed"
 def _seed_int(*entropy: int) -> int:
     """A 64-bit seed from integer entropy, independent of any global RNG."""
     return int(np.random.SeedSequence([int(e) & ((1 << 64) - 1) for e in entropy]).generate_state(1, np.uint64)[0])
+
+
+def env_seeds(ids: Sequence[int], seed: int | Sequence[int] | None, rng: np.random.Generator) -> list[int]:
+    """Per-environment seeds for a resample: an int seeds env ``i`` from ``(seed, i)``; a sequence
+    gives one seed per env; ``None`` draws a base seed from ``rng``."""
+    if seed is None:
+        base = int(rng.integers(2**63))
+        return [_seed_int(base, i) for i in ids]
+    if isinstance(seed, (int, np.integer)):
+        return [_seed_int(int(seed), i) for i in ids]
+    return [_seed_int(int(s)) for s in seed]
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -340,15 +350,9 @@ class StyleRandomizer:
         if not ids:
             return
         self._grow(max(ids) + 1)
-        if seed is None:
-            base = int(self._rng.integers(2**63))
-            seeds = [_seed_int(base, i) for i in ids]
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [_seed_int(int(seed), i) for i in ids]
-        else:
-            seeds = [_seed_int(int(s)) for s in seed]
-            if len(seeds) != len(ids):
-                raise ValueError(f"resample: {len(seeds)} seeds for {len(ids)} env ids")
+        seeds = env_seeds(ids, seed, self._rng)
+        if len(seeds) != len(ids):
+            raise ValueError(f"resample: {len(seeds)} seeds for {len(ids)} env ids")
         G = self.G
         zs, noises = [], {n: [] for n, _ in self.fine_noise_layers}
         for s in seeds:

@@ -71,15 +71,6 @@ def emu(tmp_path_factory) -> EmulatedRunner:
     return EmulatedRunner(ctypes.CDLL(str(out)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronization cost (large on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _close(a, b, dtype, what):
     torch.testing.assert_close(a.float(), b.float(), **TOL[dtype], msg=lambda m: f"{what}: {m}")
 

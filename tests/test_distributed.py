@@ -42,14 +42,6 @@ from test_train import shapes_dataset  # noqa: E402
 STEPS = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _cfg():
     """tiny with R1, path length and the ADA update all firing within a few steps (p grows)."""
     changes = {

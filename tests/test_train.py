@@ -18,14 +18,6 @@ from domrand.generator import runs
 from domrand.generator.train import progressive_schedule, resolve_config, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def shapes_dataset(n: int = 64, res: int = 16, seed: int = 0) -> np.ndarray:
     """Coloured discs and squares on checkered/striped noisy backgrounds: uint8 [n, res, res, 3]."""
     rng = np.random.default_rng(seed)

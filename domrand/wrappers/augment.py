@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domrand.randomizer import _frame_layout, _seed_int
+from domrand.randomizer import _frame_layout, env_seeds
 from domrand.wrappers.style import PixelTransformObservation
 from domrand.wrappers.vector import VectorPixelTransform
 
@@ -72,13 +72,7 @@ class ImageAugmenter:
     def resample(self, env_ids: Iterable[int] | None = None, seed: Any = None, immediate: bool | None = None) -> None:
         """New parameters for ``env_ids``; seeds as in ``StyleRandomizer.resample`` (``immediate`` is ignored)."""
         ids = list(self._params) if env_ids is None else [int(i) for i in env_ids]
-        if seed is None:
-            base = int(self._rng.integers(2**63))
-            seeds = [_seed_int(base, i) for i in ids]
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [_seed_int(int(seed), i) for i in ids]
-        else:
-            seeds = [_seed_int(int(s)) for s in seed]
+        seeds = env_seeds(ids, seed, self._rng)
         for i, s in zip(ids, seeds):
             self._params[i] = self._draw(s)
         self._next_id = max([self._next_id] + [i + 1 for i in ids])
