@@ -32,24 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time (CPU only)")
 
 
-def _untrained_pair(preset: str, device: torch.device):
-    from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.inverter import Inverter, InverterConfig
-    from domrand.generator.networks import Generator
-
-    torch.manual_seed(0)
-    G = Generator(load_config(preset, GeneratorConfig).network).to(device)
-    with torch.no_grad():
-        E = Inverter.for_generator(G, load_config(preset, InverterConfig, kind="inverter").network, samples=64)
-    return G, E.to(device)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def main(args: argparse.Namespace) -> int:
+    from domrand.benchmarks.wrapper import untrained_networks
     from domrand.randomizer import StyleRandomizer
 
     device = resolve_device(args.device)
@@ -79,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
             if preset is None:
                 R = StyleRandomizer.from_bundle(args.bundle, device=device, seed=0, dtype=args.dtype)
             else:
-                G, E = _untrained_pair(preset, device)
+                G, E = untrained_networks(preset, preset, device)
                 R = StyleRandomizer(G, E, seed=0, dtype=args.dtype, max_batch=max(batches))
             res = R.resolution
             for backend in backends:

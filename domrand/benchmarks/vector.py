@@ -21,12 +21,9 @@ from typing import Any, Callable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="domrand/Reach-v0", help="env id (pixel observations)")
-    parser.add_argument("--image-size", type=int, default=64, help="env frame size")
-    parser.add_argument("--bundle", default=None, help="bundle to use (default: untrained --generator/--inverter)")
-    parser.add_argument("--generator", default="small64", help="generator preset when no bundle is given")
-    parser.add_argument("--inverter", default="small64", help="inverter preset when no bundle is given")
-    parser.add_argument("--device", default="cpu", help="randomizer device: cpu | cuda | auto")
+    from domrand.benchmarks.wrapper import add_randomizer_arguments
+
+    add_randomizer_arguments(parser)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process (default 1)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="sub-envs (= worker processes for Async)")
     parser.add_argument("--kinds", nargs="+", default=["sync", "async"], choices=("sync", "async"), help="vector env kinds")

@@ -18,13 +18,18 @@ from typing import Any, Callable
 MODES = ("unwrapped", "style", "augment")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_randomizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The env and randomizer options shared by ``bench wrapper`` and ``bench vector``."""
     parser.add_argument("--env", default="domrand/Reach-v0", help="env id (pixel observations)")
     parser.add_argument("--image-size", type=int, default=64, help="env frame size")
     parser.add_argument("--bundle", default=None, help="bundle to use (default: untrained --generator/--inverter)")
     parser.add_argument("--generator", default="small64", help="generator preset when no bundle is given")
     parser.add_argument("--inverter", default="small64", help="inverter preset when no bundle is given")
     parser.add_argument("--device", default="cpu", help="randomizer device: cpu | cuda | auto")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_randomizer_arguments(parser)
     parser.add_argument("--dtype", default="float32", help="randomizer compute dtype")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--num-envs", type=int, default=16, help="sub-environments of the vector runs")
@@ -42,23 +47,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_randomizer(args: argparse.Namespace):
     """A ``StyleRandomizer`` from ``--bundle`` or from untrained presets."""
-    import torch
-
     from domrand.randomizer import StyleRandomizer
     from domrand.utils import resolve_device
 
     if args.bundle:
         return StyleRandomizer.from_bundle(args.bundle, device=args.device, seed=0, dtype=args.dtype)
+    G, E = untrained_networks(args.generator, args.inverter, resolve_device(args.device))
+    return StyleRandomizer(G, E, seed=0, dtype=args.dtype)
+
+
+def untrained_networks(generator_preset: str, inverter_preset: str, device):
+    """Untrained G and its E (seeded, eval mode) of the named presets: the speed of trained ones."""
+    import torch
+
     from domrand.config import GeneratorConfig, load_config
     from domrand.generator.inverter import Inverter, InverterConfig
     from domrand.generator.networks import Generator
 
-    device = resolve_device(args.device)
     torch.manual_seed(0)
-    G = Generator(load_config(args.generator, GeneratorConfig).network).to(device).eval()
-    cfg = load_config(args.inverter, InverterConfig, kind="inverter")
-    E = Inverter.for_generator(G, cfg.network, samples=64).to(device).eval()
-    return StyleRandomizer(G, E, seed=0, dtype=args.dtype)
+    G = Generator(load_config(generator_preset, GeneratorConfig).network).to(device).eval()
+    cfg = load_config(inverter_preset, InverterConfig, kind="inverter")
+    with torch.no_grad():
+        E = Inverter.for_generator(G, cfg.network, samples=64).to(device).eval()
+    return G, E
 
 
 def _timed(step: Callable[[], None], n: int, repeats: int, warmup: int, clock: str, sync: Callable[[], None]) -> list[float]:
