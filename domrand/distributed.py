@@ -124,10 +124,7 @@ class Context:
 
     def agree(self, ok: bool) -> bool:
         """True on every rank when ``ok`` is true on every rank (a collective)."""
-        if not self.distributed:
-            return bool(ok)
-        flag = torch.tensor([0.0 if ok else 1.0])
-        return float(self.reduce(flag)) == 0.0
+        return agree_with(self.reduce if self.distributed else None, self.world_size, ok)
 
     def shutdown(self) -> None:
         """Destroy the process group if :func:`init` created it (safe to call twice)."""
@@ -246,3 +243,27 @@ def agree_with(reduce: Reduce | None, world_size: int, ok: bool) -> bool:
     if world_size <= 1 or reduce is None:
         return bool(ok)
     return float(reduce(torch.tensor([0.0 if ok else 1.0]))) == 0.0
+
+
+def raise_together(
+    fn: Callable[[], Any],
+    reduce: Reduce | None,
+    world_size: int,
+    failed_elsewhere: str,
+    catch: tuple[type[BaseException], ...] = (Exception,),
+) -> Any:
+    """Run ``fn`` on this rank; if it raised (one of ``catch``) on any rank, raise on every rank.
+
+    A collective: the failing rank re-raises its own error, the others raise ``RuntimeError``
+    with ``failed_elsewhere``, so no rank is left waiting in the next collective.
+    """
+    result, error = None, None
+    try:
+        result = fn()
+    except catch as exc:  # re-raised below, after telling the other ranks
+        error = exc
+    if not agree_with(reduce, world_size, error is None):
+        if error is not None:
+            raise error
+        raise RuntimeError(failed_elsewhere)
+    return result

@@ -545,20 +545,9 @@ def train_inverter(
 
     main = rank == 0
 
-    def agree(ok: bool) -> bool:
-        return dist_utils.agree_with(reduce, world_size, ok)
-
     def stage(fn):  # run fn on every rank; raise everywhere when it failed anywhere
-        result, error = None, None
-        try:
-            result = fn()
-        except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
-            error = exc
-        if not agree(error is None):
-            if error is not None:
-                raise error
-            raise RuntimeError(f"rank {rank}: another rank failed to set up train-inverter; see its error")
-        return result
+        failed = f"rank {rank}: another rank failed to set up train-inverter; see its error"
+        return dist_utils.raise_together(fn, reduce, world_size, failed)
 
     out = Path(out)
 

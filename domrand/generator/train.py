@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from domrand import checkpoint as ckpt
+from domrand import distributed as dist_utils
 from domrand.config import GeneratorConfig, dump_yaml, load_config, replace, to_dict
 from domrand.generator import runs
 from domrand.generator.losses import (
@@ -731,22 +732,14 @@ def train(
         raise ValueError("resume needs an output directory")
     distributed = world_size > 1 and reduce is not None
 
-    def agree(ok: bool) -> bool:  # every rank learns whether every rank got through a stage
-        if not distributed:
-            return ok
-        return float(reduce(torch.tensor([0.0 if ok else 1.0]))) == 0.0
-
-    resume_from = None
-    error: BaseException | None = None
-    if out_path is not None and rank == 0:
-        try:
-            resume_from = prepare_run_dir(out_path, resume)
-        except (ValueError, FileNotFoundError) as exc:
-            error = exc
-    if not agree(error is None):
-        if error is not None:
-            raise error
-        raise RuntimeError(f"rank {rank}: rank 0 could not prepare {out_path}; see its error")
+    ranks = world_size if distributed else 1
+    resume_from = dist_utils.raise_together(
+        lambda: prepare_run_dir(out_path, resume) if out_path is not None and rank == 0 else None,
+        reduce,
+        ranks,
+        f"rank {rank}: rank 0 could not prepare {out_path}; see its error",
+        catch=(ValueError, FileNotFoundError),
+    )
     if out_path is not None and rank != 0 and resume:
         resume_from = runs.latest_checkpoint(out_path)
     if resume_from is not None:
@@ -765,16 +758,12 @@ def train(
     t = cfg.training
     if distributed and not isinstance(data, np.ndarray):
         # Rank 0 decodes (and caches) first; the other ranks then read the cache.
-        images, error = None, None
-        if rank == 0:
-            try:
-                images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, progress)
-            except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
-                error = exc
-        if not agree(error is None):
-            if error is not None:
-                raise error
-            raise RuntimeError(f"rank {rank}: rank 0 could not load {data}; see its error")
+        images = dist_utils.raise_together(
+            lambda: _load_data(data, cfg.network.resolution, t.min_images, cache_dir, progress) if rank == 0 else None,
+            reduce,
+            ranks,
+            f"rank {rank}: rank 0 could not load {data}; see its error",
+        )
         if rank != 0:
             images = _load_data(data, cfg.network.resolution, t.min_images, cache_dir, False)
     else:
