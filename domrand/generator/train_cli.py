@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PRESET = "small64"
 
@@ -57,25 +58,36 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
+    """``train.train`` with the options of this command line (plus device, command, ranks)."""
+    from domrand.generator import train
+
+    return train.train(
+        args.config if (args.config or args.resume) else DEFAULT_PRESET,
+        args.data,
+        Path(args.out),
+        kimg=args.kimg,
+        batch=args.batch,
+        progressive=progressive,
+        resume=args.resume,
+        seed=args.seed,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        **kwargs,
+    )
+
+
 def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int:
     """One rank of a torchrun job: join the process group, train, leave the group."""
     from domrand import distributed
-    from domrand.generator import runs, train
+    from domrand.generator import runs
 
     ctx = distributed.init(args.device)
     try:
-        result = train.train(
-            args.config if (args.config or args.resume) else DEFAULT_PRESET,
-            args.data,
-            Path(args.out),
-            kimg=args.kimg,
-            batch=args.batch,
-            progressive=progressive,
-            resume=args.resume,
+        result = _train(
+            args,
+            progressive,
             device=ctx.device,
-            seed=args.seed,
-            progress=not args.no_progress,
-            cache_dir=args.cache_dir,
             command=_command_line(args) + f"  # torchrun, {ctx.world_size} ranks ({ctx.backend})",
             rank=ctx.rank,
             world_size=ctx.world_size,
@@ -117,20 +129,7 @@ def main(args: argparse.Namespace) -> int:
         resolve_device(args.device)  # fail early on a missing GPU
 
     if not args.dry_run:
-        result = train.train(
-            args.config if (args.config or args.resume) else DEFAULT_PRESET,
-            args.data,
-            out,
-            kimg=args.kimg,
-            batch=args.batch,
-            progressive=progressive,
-            resume=args.resume,
-            device=args.device,
-            seed=args.seed,
-            progress=not args.no_progress,
-            cache_dir=args.cache_dir,
-            command=_command_line(args),
-        )
+        result = _train(args, progressive, device=args.device, command=_command_line(args))
         last = f", SWD {result.swd[-1][1]:.1f}" if result.swd else ""
         print(
             f"trained to kimg {result.kimg:.3f} (step {result.step}) at {result.img_per_s:.1f} img/s{last}; "
