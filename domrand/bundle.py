@@ -119,10 +119,13 @@ def save_bundle(
     E: torch.nn.Module,
     options: dict[str, Any] | None = None,
     single_file: bool | None = None,
+    about: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle to ``out`` (a folder, or one file when ``out`` ends in ``.safetensors``).
 
     options: randomizer defaults stored with the bundle (keys of ``randomizer.OPTION_NAMES``).
+    about: free-form provenance stored as ``info["about"]`` (how it was trained, its measured scores,
+    e.g. ``{"evaluation": <eval-inverter JSON>, "note": "..."}``).
     Refuses a pair whose hashes do not match.
     """
     out = Path(out)
@@ -136,6 +139,8 @@ def save_bundle(
         "inverter": _summary(E),
         "randomizer": _check_options(options),
     }
+    if about:
+        info["about"] = json.loads(json.dumps(about))  # JSON-safe copy; fails early on odd values
     if single_file:
         tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
         tensors.update({f"E.{k}": v for k, v in E.state_dict().items()})
@@ -227,6 +232,7 @@ def make_bundle(
     inverter: str | os.PathLike,
     out: str | os.PathLike,
     options: dict[str, Any] | None = None,
+    about: dict[str, Any] | None = None,
 ) -> Path:
     """Build a bundle from a generator run/file and an inverter run/file (CPU; checks the pairing)."""
     g_file, e_file = resolve_run_file(generator, "generator"), resolve_run_file(inverter, "inverter")
@@ -236,7 +242,7 @@ def make_bundle(
         _check_pair(G, E, f"{e_file} + {g_file}")
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}. Pass the generator run this inverter was trained against.") from None
-    return save_bundle(out, G, E, options=options)
+    return save_bundle(out, G, E, options=options, about=about)
 
 
 # ---- CLI: domrand bundle ------------------------------------------------------------------------
@@ -250,7 +256,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psi", type=float, default=None, help="default truncation psi of sampled fine styles")
     parser.add_argument("--mix", type=float, default=None, help="default mix (0 = frame styles, 1 = sampled)")
     parser.add_argument("--noise", choices=("random", "step", "const", "none"), default=None, help="default fine noise")
+    parser.add_argument("--eval", default=None, help="an 'eval-inverter --out' JSON file stored in bundle.json (about.evaluation)")
+    parser.add_argument("--note", default=None, help="free text stored in bundle.json (about.note): data, training, card")
     parser.add_argument("--traceback", action="store_true", help="show a full traceback on errors")
+
+
+def _about(eval_file: str | None, note: str | None) -> dict[str, Any]:
+    about: dict[str, Any] = {}
+    if eval_file:
+        try:
+            about["evaluation"] = json.loads(Path(eval_file).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--eval: {eval_file} does not exist (write it with 'domrand eval-inverter --out FILE')") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--eval: {eval_file} is not valid JSON ({exc})") from None
+    if note:
+        about["note"] = note
+    return about
 
 
 def main(args: argparse.Namespace) -> int:
@@ -259,7 +281,7 @@ def main(args: argparse.Namespace) -> int:
         for k, v in (("keep_resolution", args.keep_resolution), ("psi", args.psi), ("mix", args.mix), ("noise", args.noise))
         if v is not None
     }
-    out = make_bundle(args.generator, args.inverter, args.out, options)
+    out = make_bundle(args.generator, args.inverter, args.out, options, about=_about(args.eval, args.note))
     info = load_bundle(out, device="cpu").info
     print(f"wrote bundle {out} (generator {info['generator_hash']}, {info['generator']['resolution']}x"
           f"{info['generator']['resolution']}, inverter keep_resolution {info['inverter']['keep_resolution']})")

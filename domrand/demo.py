@@ -149,5 +149,6 @@ def main(args: argparse.Namespace) -> int:
     print("use it in code:")
     print("    import gymnasium as gym, domrand")
     print("    from domrand.wrappers import StyleRandomizationObservation")
-    print(f"    env = StyleRandomizationObservation(gym.make({args.env!r}, obs_mode='pixels'), {str(bundle)!r})")
+    where = "" if args.bundle is None else f", {str(bundle)!r}"  # no argument = the bundled model
+    print(f"    env = StyleRandomizationObservation(gym.make({args.env!r}, obs_mode='pixels'){where})")
     return 0

@@ -144,6 +144,14 @@ def test_bundle_command_from_run_dirs(tmp_path, pair, capsys) -> None:
     rc = cli_main(["bundle", "--generator", str(g_run), "--inverter", str(e_run / "E.safetensors"), "--out", str(out), "--psi", "0.6"])
     assert rc == 0 and "wrote bundle" in capsys.readouterr().out
     assert bundle_mod.load_bundle(out, device="cpu").options == {"psi": 0.6}
+    # measured scores and a note travel with the bundle (bundle.json "about")
+    (tmp_path / "eval.json").write_text(json.dumps({"geometry_miou": {"sim_frames (floor)": 0.4}}))
+    argv = ["bundle", "--generator", str(g_run), "--inverter", str(e_run), "--out", str(tmp_path / "b_eval")]
+    assert cli_main(argv + ["--eval", str(tmp_path / "eval.json"), "--note", "trained on target-a"]) == 0
+    about = bundle_mod.load_bundle(tmp_path / "b_eval", device="cpu").info["about"]
+    assert about == {"evaluation": {"geometry_miou": {"sim_frames (floor)": 0.4}}, "note": "trained on target-a"}
+    assert cli_main(argv + ["--eval", str(tmp_path / "missing.json")]) == 2
+    assert "eval-inverter --out" in capsys.readouterr().err
     checkpoint.save_network(g_run / "G_ema.safetensors", _gen(7))
     rc = cli_main(["bundle", "--generator", str(g_run), "--inverter", str(e_run), "--out", str(tmp_path / "b2")])
     assert rc == 2 and "mismatch" in capsys.readouterr().err
