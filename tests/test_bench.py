@@ -25,3 +25,18 @@ def test_bench_randomizer_prints_a_row_per_batch(capsys):
 def test_bench_randomizer_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert main(["bench", "randomizer", "--preset", "tiny", "--ops", "cuda"]) == 2
     assert "--ops cuda needs --device cuda" in capsys.readouterr().err
+
+
+def test_bench_train_prints_a_row_per_batch(capsys):
+    argv = ["bench", "train", "--preset", "tiny", "--batch", "2,4", "--steps", "2", "--repeats", "2", "--warmup", "1", "--clock", "cpu"]
+    assert main(argv) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert [r.split()[1] for r in rows] == ["2", "4"]
+    for r in rows:
+        img_s, ms_step = float(r.split()[2]), float(r.split()[3])
+        assert img_s > 0 and abs(ms_step - 1000 * int(r.split()[1]) / img_s) < 0.1 * ms_step
+
+
+def test_bench_train_rejects_zero_steps(capsys):
+    assert main(["bench", "train", "--preset", "tiny", "--steps", "0"]) == 2
+    assert "--steps and --repeats must be at least 1" in capsys.readouterr().err

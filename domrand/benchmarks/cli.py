@@ -15,6 +15,7 @@ TARGETS = {
     "wrapper": "env steps/s unwrapped, with the style wrapper and with the augmentation baseline",
     "randomizer": "randomizer frames/s and latency per batch, preset and ops backend",
     "vector": "VectorStyleRandomization steps/s over Sync/AsyncVectorEnv with 1, 2, 4 workers, time breakdown",
+    "train": "generator training images/s (full StyleGAN2 + ADA step) per preset and batch size",
 }
 
 

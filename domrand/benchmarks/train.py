@@ -1,0 +1,82 @@
+"""``domrand bench train``: generator training speed (images/s) per preset and batch size.
+
+One step = the whole StyleGAN2 + ADA update of ``Trainer.train_step``: the G pass, the D pass, lazy
+path length (every ``pl_interval`` steps), lazy R1 (every ``r1_interval`` steps), the EMA and the
+ADA update. Each repeat times ``--steps`` consecutive steps after ``--warmup`` untimed ones; use
+``--steps`` that is a multiple of ``r1_interval`` (16) so every repeat holds the same mix of
+regularization steps. Images: ``--data`` (a folder or .npy/.npz), else seeded random pixels (the
+speed does not depend on the content).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from domrand.benchmarks.generator import _peak_memory_mb, _sync
+from domrand.utils import resolve_device
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="small64", help="generator preset name(s), comma-separated")
+    parser.add_argument("--batch", default="16", help="global batch sizes, comma-separated")
+    parser.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (default 16 = one R1 period)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--data", default=None, help="training images (folder or .npy/.npz); default random pixels")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or this process's CPU time (CPU only)")
+
+
+def _images(data: str | None, resolution: int) -> np.ndarray:
+    if data:
+        from domrand.generator.dataset import load_images
+
+        return load_images(data, resolution, progress=False)
+    return np.random.default_rng(0).integers(0, 256, (64, resolution, resolution, 3), dtype=np.uint8)
+
+
+def time_training(preset: str, batch: int, device: torch.device, steps: int, repeats: int, warmup: int,
+                  data: str | None = None, clock: str = "wall") -> list[float]:
+    """Images/s of each timed repeat of ``steps`` training steps (``clock="cpu"``: per CPU-second)."""
+    from domrand.generator.train import Trainer, resolve_config
+
+    cfg = resolve_config(preset, batch=batch)
+    trainer = Trainer(cfg, _images(data, cfg.network.resolution), device=device, seed=0)
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    for _ in range(warmup):
+        trainer.train_step()
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        start = now()
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(device)
+        rates.append(steps * batch / (now() - start))
+    return rates
+
+
+def main(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and device.type != "cpu":
+        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
+    if args.steps < 1 or args.repeats < 1:
+        raise ValueError(f"--steps and --repeats must be at least 1, got {args.steps} and {args.repeats}")
+    print(f"device={device} threads={torch.get_num_threads()} clock={args.clock} steps={args.steps} "
+          f"repeats={args.repeats} (median) warmup={args.warmup} data={args.data or 'random pixels'}")
+    print(f"{'preset':<10}{'batch':>7}{'img/s':>10}{'ms/step':>10}{'peak MiB':>10}  repeats (img/s)")
+    for preset in [p for p in args.preset.split(",") if p]:
+        for batch in [int(b) for b in str(args.batch).split(",") if b]:
+            rates = time_training(preset, batch, device, args.steps, args.repeats, args.warmup, args.data, args.clock)
+            med = statistics.median(rates)
+            print(f"{preset:<10}{batch:>7}{med:>10.2f}{1000 * batch / med:>10.1f}{_peak_memory_mb(device):>10.0f}  "
+                  + ", ".join(f"{r:.2f}" for r in rates))
+    return 0
