@@ -41,6 +41,7 @@ from domrand.config import ConfigError, dump_yaml, from_dict, load_config, to_di
 CONDITIONS = ("none", "classic", "augment", "stylegan", "oracle")
 TASKS = ("localization", "control")
 UNTRAINED_BUNDLE = "untrained:tiny"  # pseudo bundle path: an untrained 16x16 bundle (machinery checks only)
+BUNDLED = "bundled"  # pseudo bundle path: the model packaged with domrand (docs/model_card.md)
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,8 @@ def run_benchmark(
             "path": None if bundle is None else str(bundle),
             "configured": cfg.bundle,
             "note": cfg.bundle_note
-            or ("untrained tiny bundle: checks the machinery; stylegan numbers are meaningless" if cfg.bundle == UNTRAINED_BUNDLE else ""),
+            or {UNTRAINED_BUNDLE: "untrained tiny bundle: checks the machinery; stylegan numbers are meaningless",
+                BUNDLED: "the bundled default model (docs/model_card.md)"}.get(str(cfg.bundle), ""),
         },
         "machine": machine_info(),
         "env_source_hash": transfer_tasks.env_source_hash(),  # frames depend on the env code version
@@ -306,7 +308,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", nargs="+", default=None, metavar="T", help=f"subset of: {' '.join(TASKS)}")
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="number of seeds (overrides the config)")
     parser.add_argument("--targets", nargs="+", default=None, metavar="P", help="target presets (target-a target-b ... or seed:N)")
-    parser.add_argument("--bundle", default=None, help=f"stylegan bundle path (or {UNTRAINED_BUNDLE!r} for a machinery check)")
+    parser.add_argument("--bundle", default=None, help=f"stylegan bundle path, {BUNDLED!r} (the packaged model) or {UNTRAINED_BUNDLE!r} (machinery check)")
     parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<config name>)")
     parser.add_argument("--cache", default=None, help="frame cache folder (default ~/.cache/domrand/transfer)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")

@@ -121,8 +121,9 @@ def make_untrained_bundle(out: str | os.PathLike, seed: int = 0) -> Path:
 
 
 def resolve_bundle(cfg: "BenchmarkConfig", cache: Path) -> Path:
-    """The stylegan bundle path: the configured one (checked), or a made ``untrained:tiny`` bundle."""
-    from domrand.transfer import UNTRAINED_BUNDLE
+    """The stylegan bundle path: the configured one (checked), the packaged model (``bundled``), or
+    a made ``untrained:tiny`` bundle."""
+    from domrand.transfer import BUNDLED, UNTRAINED_BUNDLE
 
     if not cfg.bundle:
         raise ValueError("condition 'stylegan' needs a bundle path (config 'bundle:' or --bundle)")
@@ -131,6 +132,10 @@ def resolve_bundle(cfg: "BenchmarkConfig", cache: Path) -> Path:
         if not (path / "bundle.json").is_file():
             make_untrained_bundle(path)
         return path
+    if cfg.bundle == BUNDLED:
+        from domrand.bundle import default_bundle_path
+
+        return default_bundle_path()
     path = Path(cfg.bundle).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"bundle {cfg.bundle!r} does not exist (make one with 'domrand bundle')")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -175,11 +176,24 @@ def test_unknown_condition_names_the_valid_ones(capsys):
     assert "bogus" in err and "valid conditions: none, classic, augment, stylegan, oracle" in err
 
 
-def test_stylegan_without_bundle_is_a_clear_error():
+def test_stylegan_without_bundle_is_a_clear_error(tmp_path):
+    no_bundle = tmp_path / "nobundle.yaml"
+    task_a = (resources.files("domrand.configs") / "benchmark" / "taskA.yaml").read_text()
+    assert "bundle: bundled" in task_a
+    no_bundle.write_text(task_a.replace("bundle: bundled", "bundle: null"))
     with pytest.raises(ConfigError, match=r"stylegan.*needs a bundle.*--bundle"):
-        load_benchmark_config("taskA")
-    cfg = load_benchmark_config("taskA", conditions=("none", "classic", "augment", "oracle"))
+        load_benchmark_config(no_bundle)
+    cfg = load_benchmark_config(no_bundle, conditions=("none", "classic", "augment", "oracle"))
     assert "stylegan" not in cfg.conditions
+
+
+def test_bundled_keyword_resolves_to_the_packaged_model(tmp_path):
+    from domrand.bundle import default_bundle_path
+    from domrand.transfer_tasks import resolve_bundle
+
+    cfg = load_benchmark_config("taskA")
+    assert cfg.bundle == "bundled"
+    assert resolve_bundle(cfg, tmp_path) == default_bundle_path()
 
 
 def test_presets_and_dry_run(capsys):
