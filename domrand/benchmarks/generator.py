@@ -36,6 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def bench_device(device: str, threads: int | None, clock: str) -> torch.device:
+    """Resolve ``--device``, apply ``--threads`` and check ``--clock`` (shared by the bench targets)."""
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    if clock == "cpu" and dev.type != "cpu":
+        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
+    return dev
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -66,12 +76,8 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = bench_device(args.device, args.threads, args.clock)
     batches = [int(b) for b in str(args.batch).split(",") if b]
-    if args.clock == "cpu" and device.type != "cpu":
-        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
     print(
         f"device={device} threads={torch.get_num_threads()} clock={args.clock} "
         f"repeats={args.repeats} (median) warmup={args.warmup}"

@@ -16,7 +16,6 @@ import time
 import numpy as np
 import torch
 
-from domrand.utils import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,14 +37,11 @@ def _sync(device: torch.device) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from domrand.benchmarks.generator import bench_device
     from domrand.benchmarks.wrapper import untrained_networks
     from domrand.randomizer import StyleRandomizer
 
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.clock == "cpu" and device.type != "cpu":
-        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
+    device = bench_device(args.device, args.threads, args.clock)
     now = time.process_time if args.clock == "cpu" else time.perf_counter
     batches = [int(b) for b in str(args.batch).split(",") if b]
     backends = [b.strip() for b in str(args.ops).split(",") if b.strip()]

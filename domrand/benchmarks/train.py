@@ -17,8 +17,7 @@ import time
 import numpy as np
 import torch
 
-from domrand.benchmarks.generator import _peak_memory_mb, _sync
-from domrand.utils import resolve_device
+from domrand.benchmarks.generator import _peak_memory_mb, _sync, bench_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,11 +62,7 @@ def time_training(preset: str, batch: int, device: torch.device, steps: int, rep
 
 
 def main(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.clock == "cpu" and device.type != "cpu":
-        raise ValueError("--clock cpu measures CPU time and only makes sense with --device cpu")
+    device = bench_device(args.device, args.threads, args.clock)
     if args.steps < 1 or args.repeats < 1:
         raise ValueError(f"--steps and --repeats must be at least 1, got {args.steps} and {args.repeats}")
     print(f"device={device} threads={torch.get_num_threads()} clock={args.clock} steps={args.steps} "
