@@ -8,11 +8,13 @@ from domrand.config import ConfigError, GeneratorConfig, dump_yaml, load_config,
 
 
 def test_bundled_presets_load_by_name_and_path():
-    assert {"tiny", "small64", "base64", "base128"} <= set(preset_names("generator"))
+    assert {"tiny", "small64", "mid64", "base64", "base128"} <= set(preset_names("generator"))
     by_name = load_config("small64", GeneratorConfig)
     by_path = load_config("configs/generator/small64.yaml", GeneratorConfig)
     assert by_name == by_path
-    assert by_name.network.resolution == 64 and by_name.network.channel_base == 4096
+    assert by_name.network.resolution == 64 and by_name.network.channel_base == 2048
+    mid = load_config("mid64", GeneratorConfig).network  # the earlier small64 definition
+    assert (mid.resolution, mid.channel_base, mid.channel_max) == (64, 4096, 256)
     assert load_config("base128", GeneratorConfig).network.resolution == 128
     with pytest.raises(dataclasses.FrozenInstanceError):
         by_name.name = "x"  # type: ignore[misc]
