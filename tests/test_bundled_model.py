@@ -55,7 +55,7 @@ def test_randomized_frames_keep_layout_and_change_appearance(bundle):
     env = gym.make("domrand/Reach-v0", obs_mode="pixels", visual_domain="sim")
     frame, _ = env.reset(seed=700_001)
     env.close()
-    r = StyleRandomizer.from_bundle(default_bundle_path(), device="cpu", seed=0)
+    r = StyleRandomizer(bundle.G, bundle.E, seed=0, **bundle.options)  # the networks the fixture loaded
     r.resample([0, 1], seed=3)
     a, b = r.randomize(np.stack([frame, frame]), env_ids=[0, 1])
     assert a.shape == frame.shape and a.dtype == np.uint8

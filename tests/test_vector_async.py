@@ -14,19 +14,9 @@ from domrand.wrappers.vector import VectorStyleRandomization
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    from domrand.bundle import save_bundle
-    from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.inverter import Inverter, InverterConfig
-    from domrand.generator.networks import Generator
+    from domrand.transfer_tasks import make_untrained_bundle
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        G = Generator(load_config("tiny", GeneratorConfig).network)
-        with torch.no_grad():
-            E = Inverter.for_generator(G, load_config("tiny", InverterConfig, kind="inverter").network)
-    path = tmp_path_factory.mktemp("bundle") / "b"
-    save_bundle(path, G, E)
-    return path
+    return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "b")
 
 
 def _make(max_steps: int):

@@ -19,6 +19,15 @@ TARGETS = {
 }
 
 
+def report(text: str, out: str | None) -> None:
+    """Print a benchmark's table and, with ``--out``, also write it to that file."""
+    print(text, end="")
+    if out:
+        from domrand.utils import atomic_write_text
+
+        atomic_write_text(out, text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=sorted(TARGETS), help="what to benchmark")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark")

@@ -11,6 +11,8 @@ import platform
 import statistics
 import time
 
+from domrand.benchmarks.cli import report
+
 ENVS = ("domrand/Reach-v0", "domrand/Push-v0", "domrand/Localize-v0")
 DOMAINS = ("sim", "target", "randomized")
 
@@ -109,8 +111,5 @@ def main(args: argparse.Namespace) -> int:
         f"(resets included); {platform.processor() or platform.machine()}, python {platform.python_version()}"
     )
     text = "\n".join(lines) + "\n\n" + note + "\n"
-    print(text, end="")
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    report(text, args.out)
     return 0

@@ -15,6 +15,8 @@ import statistics
 import time
 from typing import Any, Callable
 
+from domrand.benchmarks.cli import report
+
 MODES = ("unwrapped", "style", "augment")
 
 
@@ -172,8 +174,5 @@ def main(args: argparse.Namespace) -> int:
         f"python {platform.python_version()}"
     )
     text = "\n".join(lines) + "\n\n" + note + "\n"
-    print(text, end="")
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    report(text, args.out)
     return 0
