@@ -65,7 +65,7 @@ class TrainingConfig:
     style_mixing_prob: float = 0.9  # mixing-regularization probability
     ema_kimg: float = 10.0  # EMA half-life in kimg
     ema_rampup: float | None = 0.05  # EMA ramp-up ratio (None = off)
-    xflip: bool = True  # dataset x-flips
+    xflip: bool = False  # dataset x-flips: only for mirror-symmetric scenes (a fixed robot camera is not)
     ada: bool = True  # adaptive discriminator augmentation
     ada_target: float = 0.6  # target of the sign-of-D(real) heuristic
     ada_interval: int = 4  # adjust p every N minibatches

@@ -13,7 +13,7 @@ import torch
 from domrand import checkpoint
 from domrand.config import GeneratorConfig, load_config, replace
 from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, render, save_inverter
-from domrand.generator.inverter_losses import delta_penalty, norm_penalty, structure_loss
+from domrand.generator.inverter_losses import delta_penalty, edge_tensor_loss, norm_penalty, structure_loss
 from domrand.generator.inverter_train import InverterTrainer, list_checkpoints
 from domrand.generator.networks import Discriminator, Generator
 from domrand.metrics import psnr
@@ -103,6 +103,30 @@ def test_regularizers_and_structure_loss():
     assert structure_loss(x, recolored) < 0.3 * structure_loss(x, moved)
 
 
+def _two_colour_image(left: tuple[float, float, float], right: tuple[float, float, float], split: int = 8) -> torch.Tensor:
+    x = torch.empty(1, 3, 16, 16)
+    x[0, :, :, :split] = torch.tensor(left).reshape(3, 1, 1)
+    x[0, :, :, split:] = torch.tensor(right).reshape(3, 1, 1)
+    return x
+
+
+def test_edge_tensor_loss_sees_colour_edges_and_ignores_polarity():
+    # a light-blue wall next to a beige table of the same luminance (Rec. 601): a clear colour edge
+    blue, beige = (0.3, 0.55, 0.991), (0.7, 0.5, 0.2)
+    flat = torch.full((1, 3, 16, 16), 0.5256)
+    iso = _two_colour_image(blue, beige)
+    assert structure_loss(flat, iso) < 0.05  # the luminance loss hardly sees the edge
+    assert edge_tensor_loss(flat, iso) > 0.1  # the colour structure tensor does
+    # the same edge, darker on the other side (a dark target wall where the sim wall is bright):
+    # the same structure, while a moved edge is not
+    bright_left = _two_colour_image((0.8, 0.8, 0.8), (-0.2, -0.2, -0.2))
+    dark_left = _two_colour_image((-0.9, -0.8, -0.7), (0.1, 0.0, -0.1))
+    moved = _two_colour_image((0.8, 0.8, 0.8), (-0.2, -0.2, -0.2), split=4)
+    assert edge_tensor_loss(bright_left, dark_left) < 0.02
+    assert edge_tensor_loss(bright_left, moved) > 10 * edge_tensor_loss(bright_left, dark_left) + 0.05
+    assert structure_loss(bright_left, dark_left) > 0.3  # polarity and brightness layout count there
+
+
 @pytest.mark.parametrize("spatial", [True, False])
 def test_training_lowers_error_and_refinement_lowers_it_further(spatial):
     G = _tiny_g()
@@ -124,6 +148,40 @@ def test_training_lowers_error_and_refinement_lowers_it_further(spatial):
     refined = err(15)
     assert after > before + 2.0, (before, after)  # clearly lower error (PSNR up by > 2 dB)
     assert refined > after + 0.5, (after, refined)
+
+
+def _edge_frames(n: int, seed: int) -> np.ndarray:
+    """uint8 [n, 16, 16, 3] two-colour frames with a vertical edge at a random column."""
+    rng = np.random.default_rng(seed)
+    frames = np.empty((n, 16, 16, 3), np.uint8)
+    for i in range(n):
+        a, b = rng.integers(0, 256, (2, 3))
+        split = int(rng.integers(3, 13))
+        frames[i, :, :split], frames[i, :, split:] = a, b
+    return frames
+
+
+def test_tensor_structure_kind_learns_sim_edges():
+    G = _tiny_g()
+    cfg = _cfg(**{"training.structure_kind": "tensor", "training.gen_batch": 0, "training.sim_batch": 16})
+    tr = InverterTrainer(G, cfg, None, sim_images=_edge_frames(256, 0), seed=0)
+    held = torch.from_numpy(_edge_frames(32, 1)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+    def loss() -> float:
+        tr.E.eval()
+        with torch.no_grad():
+            value = float(edge_tensor_loss(render(G, tr.E(held), 8), held).mean())
+        tr.E.train()
+        return value
+
+    before = loss()
+    for _ in range(60):
+        logs = tr.train_step()
+    assert "loss/structure" in logs
+    after = loss()
+    assert after < 0.85 * before, (before, after)
+    with pytest.raises(ValueError, match="structure_kind='edges' is not one of"):
+        InverterTrainer(G, _cfg(**{"training.structure_kind": "edges"}), None)
 
 
 def test_resampling_fine_noise_does_not_move_layout():

@@ -8,6 +8,11 @@
   scale (full, 1/2, 1/4) the luminance gradient is divided by its local average magnitude (so
   only edge *direction and placement* count, not contrast or colour), plus a low-pass luminance
   term standardized per image (shading layout without absolute brightness).
+* :func:`edge_tensor_loss`: the same job with the colour structure tensor (Di Zenzo): per pixel
+  the RGB gradients' ``[gx^2, gx*gy, gy^2]`` summed over channels, smoothed and divided by its
+  local trace. Edges count wherever *any* channel changes (a light-blue wall on a beige table is
+  nearly iso-luminant), their polarity does not (a bright sim wall may become a dark target wall),
+  and there is no brightness-layout term.
 * :func:`delta_penalty`, :func:`norm_penalty`: keep predicted ws near W so kept coarse styles
   combine cleanly with resampled fine ones (the idea of e4e's delta regularization, written here
   as each layer's distance from the sample's mean w, and a penalty on leaving W's typical shell).
@@ -26,6 +31,8 @@ from domrand.utils import assert_shape
 __all__ = [
     "DiscriminatorFeatureLoss",
     "delta_penalty",
+    "edge_tensor_field",
+    "edge_tensor_loss",
     "gradient_field",
     "image_loss",
     "luminance",
@@ -130,6 +137,39 @@ def structure_loss(
         py = (py - py.mean(1, keepdim=True)) / (py.std(1, keepdim=True) + 0.05)
         total = total + lowpass_weight * (px - py).abs().mean(1)
     return total
+
+
+def edge_tensor_field(x: torch.Tensor, eps: float = 0.02) -> torch.Tensor:
+    """Normalized colour structure tensor ``[N, 3, H, W]`` (``Jxx, Jxy, Jyy``) of images ``[N, C, H, W]``.
+
+    Central differences per channel (replicate padding), ``J = sum_c [gx^2, gx*gy, gy^2]``, 3x3 box
+    smoothing, divided by the smoothed trace plus ``eps^2``: about ``[1, 0, 0]`` on a vertical edge of
+    any colour, contrast or polarity, about 0 where the image is flat.
+    """
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    gx = (p[:, :, 1:-1, 2:] - p[:, :, 1:-1, :-2]) * 0.5
+    gy = (p[:, :, 2:, 1:-1] - p[:, :, :-2, 1:-1]) * 0.5
+    J = torch.stack([(gx * gx).sum(1), (gx * gy).sum(1), (gy * gy).sum(1)], 1)
+    J = F.avg_pool2d(F.pad(J, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return J / (J[:, :1] + J[:, 2:] + eps * eps)
+
+
+def edge_tensor_loss(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
+    """Mean absolute difference of :func:`edge_tensor_field` at ``scales`` scales, per image ``[N]``."""
+    assert_shape("y", y, list(x.shape))
+    total = x.new_zeros(x.shape[0])
+    used = 0
+    for _ in range(scales):
+        if min(x.shape[-2:]) < 4:
+            break
+        total = total + (edge_tensor_field(x) - edge_tensor_field(y)).abs().flatten(1).mean(1)
+        used += 1
+        x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    return total / max(used, 1)
+
+
+STRUCTURE_LOSSES = {"luminance": structure_loss, "tensor": edge_tensor_loss}
+"""``InverterTrainingConfig.structure_kind`` -> the loss applied to simulator frames."""
 
 
 def delta_penalty(ws: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:

@@ -5,8 +5,10 @@ Every step draws up to three sub-batches, each with its own loss:
 * generator samples with known ws (always): latent MSE (in units of W's spread; for a spatial
   latent also the MSE to G's own features at ``keep_resolution``) + image losses;
 * target-domain images (``--target-data``, the generator's own training set): image losses;
-* simulator frames (``--sim-data``): the structure-preserving loss (the generator cannot paint sim
-  textures, so edges and low-pass shading layout are matched, not colours).
+* simulator frames (``--sim-data``): the structure-preserving loss of ``training.structure_kind``
+  (the generator cannot paint sim textures, so edges, not colours, are matched: ``luminance`` =
+  normalized luminance gradients + low-pass shading layout, ``tensor`` = the colour structure
+  tensor, polarity-free; see ``inverter_losses``).
 
 Image losses: L2, L1, 1 - MS-SSIM, and the perceptual loss on the trained discriminator's features
 (``D.safetensors`` of the generator run's newest checkpoint, when there is one). All predicted ws
@@ -61,11 +63,11 @@ from domrand.config import dump_yaml, from_dict
 from domrand.generator import runs
 from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, render
 from domrand.generator.inverter_losses import (
+    STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
     delta_penalty,
     image_loss,
     norm_penalty,
-    structure_loss,
 )
 from domrand.generator.networks import mix_styles, random_crossover
 from domrand.utils import atomic_write_text
@@ -160,6 +162,11 @@ class InverterTrainer:
         self.device = torch.device(device)
         self.cfg = config
         self.tc = config.training
+        if self.tc.structure_kind not in STRUCTURE_LOSSES:
+            raise ValueError(
+                f"training.structure_kind={self.tc.structure_kind!r} is not one of {sorted(STRUCTURE_LOSSES)}"
+            )
+        self.structure_loss = STRUCTURE_LOSSES[self.tc.structure_kind]
         self.G = G.to(self.device).eval().requires_grad_(False)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.generator_source = generator_source
@@ -275,7 +282,7 @@ class InverterTrainer:
             x = self.sim_train.sample(self.sim_batch, self.rng, self.device)
             out = E(x)
             rec = render(self.G, out, self.keep)
-            st = structure_loss(rec, x)
+            st = self.structure_loss(rec, x)
             loss = tc.structure_weight * st + self._regularizers(out)
             if tc.sim_image_weight:
                 loss = loss + tc.sim_image_weight * self._image_terms(rec, x)
