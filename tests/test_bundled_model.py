@@ -71,12 +71,6 @@ def _export(out: Path, domain: str, n: int, seed: int) -> str:
     return str(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known shortfall of the shipped CPU-trained bundle (docs/model_card.md, issue #9 left open): "
-    "randomized sim frames score mIoU 0.278 vs the raw sim-frame floor 0.371; the generator drops the "
-    "small cube and repaints the sim background. Remove this mark when a retrained bundle passes.",
-)
 def test_geometry_score_is_above_the_sim_frame_floor(bundle, tmp_path):
     path = default_bundle_path()
     seg_train = _export(tmp_path / "target_train", "target", 240, 700_000)

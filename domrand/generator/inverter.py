@@ -97,7 +97,7 @@ class InverterTrainingConfig:
     msssim_weight: float = 0.5  # 1 - MS-SSIM
     dfeat_weight: float = 0.1  # perceptual loss on the discriminator's block features
     structure_weight: float = 1.0  # simulator frames: weight of the structure loss
-    structure_kind: str = "luminance"  # luminance (normalized luminance gradient + low-pass) | tensor (colour structure tensor)
+    structure_kind: str = "tensor"  # tensor (colour structure tensor; the default, docs/benchmarks.md) | luminance (normalized luminance gradient + low-pass)
     sim_image_weight: float = 0.0  # simulator frames: plain image losses too (usually 0)
     delta_weight: float = 0.01  # e4e-style: spread of a sample's ws across layers
     norm_weight: float = 0.01  # ws outside the typical radius of W

@@ -6,9 +6,9 @@ Every step draws up to three sub-batches, each with its own loss:
   latent also the MSE to G's own features at ``keep_resolution``) + image losses;
 * target-domain images (``--target-data``, the generator's own training set): image losses;
 * simulator frames (``--sim-data``): the structure-preserving loss of ``training.structure_kind``
-  (the generator cannot paint sim textures, so edges, not colours, are matched: ``luminance`` =
-  normalized luminance gradients + low-pass shading layout, ``tensor`` = the colour structure
-  tensor, polarity-free; see ``inverter_losses``).
+  (the generator cannot paint sim textures, so edges, not colours, are matched: ``tensor``, the
+  default = the colour structure tensor, polarity-free; ``luminance`` = normalized luminance
+  gradients + low-pass shading layout; see ``inverter_losses``).
 
 Image losses: L2, L1, 1 - MS-SSIM, and the perceptual loss on the trained discriminator's features
 (``D.safetensors`` of the generator run's newest checkpoint, when there is one). All predicted ws
