@@ -120,16 +120,7 @@ def structure_loss(
     to ``lowpass x lowpass`` and standardized per image (mean 0, std 1).
     """
     assert_shape("y", y, list(x.shape))
-    lx, ly = luminance(x), luminance(y)
-    total = x.new_zeros(x.shape[0])
-    used = 0
-    for s in range(scales):
-        if min(lx.shape[-2:]) < 4:
-            break
-        total = total + (gradient_field(lx) - gradient_field(ly)).abs().flatten(1).mean(1)
-        used += 1
-        lx, ly = F.avg_pool2d(lx, 2), F.avg_pool2d(ly, 2)
-    total = total / max(used, 1)
+    total = _multiscale_field_l1(gradient_field, luminance(x), luminance(y), scales)
     if lowpass_weight:
         px = F.adaptive_avg_pool2d(luminance(x), lowpass).flatten(1)
         py = F.adaptive_avg_pool2d(luminance(y), lowpass).flatten(1)
@@ -157,12 +148,18 @@ def edge_tensor_field(x: torch.Tensor, eps: float = 0.02) -> torch.Tensor:
 def edge_tensor_loss(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
     """Mean absolute difference of :func:`edge_tensor_field` at ``scales`` scales, per image ``[N]``."""
     assert_shape("y", y, list(x.shape))
+    return _multiscale_field_l1(edge_tensor_field, x, y, scales)
+
+
+def _multiscale_field_l1(field, x: torch.Tensor, y: torch.Tensor, scales: int) -> torch.Tensor:
+    """Mean over up to ``scales`` scales (2x2 average pooling between them, stopping below 4 px) of
+    the per-image ``[N]`` mean absolute difference of ``field(x)`` and ``field(y)``."""
     total = x.new_zeros(x.shape[0])
     used = 0
     for _ in range(scales):
         if min(x.shape[-2:]) < 4:
             break
-        total = total + (edge_tensor_field(x) - edge_tensor_field(y)).abs().flatten(1).mean(1)
+        total = total + (field(x) - field(y)).abs().flatten(1).mean(1)
         used += 1
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return total / max(used, 1)
