@@ -120,10 +120,11 @@ def structure_loss(
     to ``lowpass x lowpass`` and standardized per image (mean 0, std 1).
     """
     assert_shape("y", y, list(x.shape))
-    total = _multiscale_field_l1(gradient_field, luminance(x), luminance(y), scales)
+    lx, ly = luminance(x), luminance(y)
+    total = _multiscale_field_l1(gradient_field, lx, ly, scales)
     if lowpass_weight:
-        px = F.adaptive_avg_pool2d(luminance(x), lowpass).flatten(1)
-        py = F.adaptive_avg_pool2d(luminance(y), lowpass).flatten(1)
+        px = F.adaptive_avg_pool2d(lx, lowpass).flatten(1)
+        py = F.adaptive_avg_pool2d(ly, lowpass).flatten(1)
         px = (px - px.mean(1, keepdim=True)) / (px.std(1, keepdim=True) + 0.05)
         py = (py - py.mean(1, keepdim=True)) / (py.std(1, keepdim=True) + 0.05)
         total = total + lowpass_weight * (px - py).abs().mean(1)
