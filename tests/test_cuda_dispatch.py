@@ -49,7 +49,7 @@ def backend(monkeypatch):
     """Install a fake backend (requirements met, counting builder); restore the real one after."""
     monkeypatch.delenv("DOMRAND_OPS", raising=False)
     build = CountingBuild()
-    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=build))
+    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=build, verify=lambda *args: None))
     yield build
     dispatch.set_backend(old)
 
@@ -186,7 +186,7 @@ def test_cuda_mode_raises_with_the_reason_when_unavailable(real_backend, monkeyp
 
 def test_cuda_mode_raises_after_a_failed_build(monkeypatch):
     build = CountingBuild(fail=cache.CompileError("nvcc failed with exit status 1", log="kernels.cu(3): error: boom"))
-    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=build))
+    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=build, verify=lambda *args: None))
     try:
         monkeypatch.setenv("DOMRAND_OPS", "cuda")
         with warnings.catch_warnings():
@@ -249,7 +249,7 @@ def test_failed_build_warns_once_with_the_log_and_is_not_retried(monkeypatch):
     err = cache.CompileError("nvcc failed with exit status 2", log="kernels.cu(12): error: identifier \"oops\" is undefined",
                              command="nvcc --cubin -arch=sm_90 kernels.cu")
     build = CountingBuild(fail=err)
-    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=build))
+    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=build, verify=lambda *args: None))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

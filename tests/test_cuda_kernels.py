@@ -56,19 +56,35 @@ class EmulatedRunner:
         self.calls.append(kernel)
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory) -> EmulatedRunner:
+def _build_emulation(source: Path, out: Path) -> EmulatedRunner:
+    """Compile ``source`` (a kernels.cu) as plain C++ and load it (skips without a usable g++)."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler (g++) to build the CPU emulation of kernels.cu")
-    out = tmp_path_factory.mktemp("emu") / "kernels_emu.so"
-    cmd = [cxx, "-O1", "-shared", "-fPIC", "-x", "c++", "-DDOMRAND_CPU_EMULATION", str(KERNELS_CU), "-o", str(out)]
+    cmd = [cxx, "-O1", "-shared", "-fPIC", "-x", "c++", "-DDOMRAND_CPU_EMULATION", str(source), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         if "_Float16" in proc.stderr:
             pytest.skip(f"{cxx} lacks _Float16, needed by the emulation build")
         pytest.fail(f"emulation build failed:\n{proc.stderr}")
     return EmulatedRunner(ctypes.CDLL(str(out)))
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory) -> EmulatedRunner:
+    return _build_emulation(KERNELS_CU, tmp_path_factory.mktemp("emu") / "kernels_emu.so")
+
+
+@pytest.fixture(scope="module")
+def wrong_emu(tmp_path_factory) -> EmulatedRunner:
+    """kernels.cu with a deliberate bug in the bias_act forward kernel (output off by 1% + 0.01)."""
+    good = "dr_store(&y[i], dr_act_out(act, v, alpha, gain, clamp));"
+    source = KERNELS_CU.read_text(encoding="utf-8")
+    assert source.count(good) >= 1, "the line this test breaks is gone from kernels.cu; update the test"
+    folder = tmp_path_factory.mktemp("wrong_emu")
+    broken = folder / "kernels_wrong.cu"
+    broken.write_text(source.replace(good, "dr_store(&y[i], dr_act_out(act, v, alpha, gain, clamp) * 1.01f + 0.01f);", 1))
+    return _build_emulation(broken, folder / "kernels_wrong.so")
 
 
 def _close(a, b, dtype, what):
@@ -488,6 +504,71 @@ def test_emulated_proposed_noise_bias_act_integration(emu, monkeypatch):
         for name in want_grads:
             torch.testing.assert_close(grads[name], want_grads[name], rtol=1e-3, atol=1e-5)
     assert {"noise_bias_act_fwd_f32", "noise_bias_act_bwd_f32"} <= set(emu.calls)
+
+
+# --------------------------------------------------------------------------------------------
+# First-use self-check (selfcheck.check_op through dispatch)
+
+
+def _with_runner(op, runner):
+    impl = cuda_autograd.IMPLEMENTATIONS[op]
+    return lambda *args, **kwargs: impl(*args, runner=runner, **kwargs)
+
+
+def _reference(op):
+    return cuda_autograd.noise_bias_act_reference if op == "noise_bias_act" else getattr(ops, op)
+
+
+@pytest.mark.parametrize("op", dispatch.OPS)
+def test_selfcheck_passes_the_emulated_kernels(emu, op):
+    from domrand.cuda import selfcheck
+
+    result = selfcheck.check_op(op, _with_runner(op, emu), _reference(op), torch.device("cpu"), dispatch.reference_only)
+    assert result.ok, result.describe()
+    assert "forward" in result.errors and any(k.startswith("grad ") for k in result.errors)
+
+
+def test_selfcheck_catches_the_wrong_kernel(wrong_emu):
+    from domrand.cuda import selfcheck
+
+    result = selfcheck.check_op("bias_act", _with_runner("bias_act", wrong_emu), ops.bias_act, torch.device("cpu"),
+                                dispatch.reference_only)
+    assert not result.ok
+    assert result.errors["forward"] > 10  # off by ~1%: far beyond the 0.1% tolerance
+    assert result.errors["grad x"] <= 1.0  # the backward kernel is intact
+
+
+def test_dispatch_falls_back_from_a_wrong_kernel_once(wrong_emu, monkeypatch):
+    """A kernel failing its first-use check is reported once (with figures) and the reference runs."""
+    import warnings
+
+    monkeypatch.setattr(dispatch, "EXTRA_KERNEL_DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(dispatch, "runner_for", lambda device: wrong_emu)
+    old = dispatch.set_backend(dispatch.Backend(requirements=lambda: None, build=lambda index: wrong_emu))
+    try:
+        monkeypatch.setenv("DOMRAND_OPS", "auto")
+        torch.manual_seed(3)
+        x = torch.randn(2, 8, 4, 4)
+        with dispatch.reference_only():
+            want = ops.bias_act(x, None, act="lrelu")
+        with pytest.warns(dispatch.KernelMismatchWarning, match=r"bias_act disagrees with the PyTorch reference.*forward"):
+            got = ops.bias_act(x, None, act="lrelu")
+        assert torch.equal(got, want)  # the reference ran
+        wrong_emu.calls.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # reported once: no second warning
+            assert torch.equal(ops.bias_act(x, None, act="lrelu"), want)
+            ops.upfirdn2d(x, ops.setup_filter([1, 3, 3, 1]), padding=1)  # a correct kernel still serves
+        assert not any(c.startswith("bias_act_fwd") for c in wrong_emu.calls)
+        assert any(c.startswith("upfirdn2d") for c in wrong_emu.calls)
+        verdicts = dispatch.get_backend().verdicts()
+        assert verdicts[("cpu", "upfirdn2d")] is None
+        assert "forward" in verdicts[("cpu", "bias_act")]
+        monkeypatch.setenv("DOMRAND_OPS", "cuda")  # insisting on kernels: a clear error with the figures
+        with pytest.raises(dispatch.CudaUnavailableError, match="failed its self-check"):
+            ops.bias_act(x, None, act="lrelu")
+    finally:
+        dispatch.set_backend(old)
 
 
 def test_kernel_source_compiles_with_nvcc(tmp_path):

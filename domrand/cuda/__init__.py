@@ -9,7 +9,8 @@
   ``kernels.cu``: the CUDA C sources.
 
 Importing this package never imports PyCUDA; ``available()`` does, on first call. See docs/cuda.md.
-The kernels are tested on CPU through an emulation build but have NOT yet been run on a GPU.
+Each kernel is checked against its reference at first use on a device (``selfcheck``); one that
+disagrees is reported once and the reference runs instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from domrand.cuda import dispatch
-from domrand.cuda.dispatch import CudaUnavailableError, KernelBuildWarning
+from domrand.cuda.dispatch import CudaUnavailableError, KernelBuildWarning, KernelMismatchWarning
 
 __all__ = [
     "available",
@@ -25,6 +26,7 @@ __all__ = [
     "backend_for",
     "CudaUnavailableError",
     "KernelBuildWarning",
+    "KernelMismatchWarning",
 ]
 
 

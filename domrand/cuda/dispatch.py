@@ -16,6 +16,11 @@ tensors, else ``None`` and the caller runs its reference code:
 * The kernels are built once per device, on first use. A failed build is reported once (a
   ``KernelBuildWarning`` with the compiler log, also logged) and never retried in this process;
   the reference runs instead.
+* Before an op's kernel serves its first call on a device, it runs once against the reference on
+  a small input, forward and backward (``selfcheck.check_op``). A kernel that disagrees is
+  reported once (a ``KernelMismatchWarning`` with the figures, also logged) and the reference
+  runs for that op on that device from then on; under ``DOMRAND_OPS=cuda`` the op raises
+  ``CudaUnavailableError`` with the figures instead.
 * Inside ``reference_only()`` (used by the autograd wrappers to compute double-backward through the
   reference) every op takes the reference path.
 
@@ -52,6 +57,10 @@ class CudaUnavailableError(RuntimeError):
 
 class KernelBuildWarning(RuntimeWarning):
     """The CUDA kernels failed to build; the PyTorch reference ops are used instead."""
+
+
+class KernelMismatchWarning(RuntimeWarning):
+    """A CUDA kernel disagreed with its reference at first use; the reference is used instead."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,14 +194,18 @@ class Backend:
         self,
         requirements: Callable[[], str | None] = check_requirements,  # () -> reason or None
         build: Callable[[int], Any] = build_runner,  # device index -> runner; raises on failure
+        verify: Callable[[str, torch.device, Any], str | None] | None = None,  # (op, device, runner) -> mismatch
     ):
         self._requirements = requirements
         self._build = build
+        self._verify = verify  # None: _run_selfcheck
         self._requirements_checked = False
         self._requirements_reason: str | None = None
         self._runners: dict[int, Any] = {}
         self._failures: dict[int, str] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._verdicts: dict[tuple[str, str], str | None] = {}  # (device, op) -> mismatch or None
+        self._checking: set[tuple[str, str]] = set()
 
     def requirements_reason(self) -> str | None:
         if not self._requirements_checked:
@@ -234,6 +247,33 @@ class Backend:
             return str(exc)
         return None
 
+    def verdicts(self) -> dict[tuple[str, str], str | None]:
+        """Self-check outcomes so far: ``(device, op) -> None`` (passed) or the mismatch figures."""
+        return dict(self._verdicts)
+
+    def mismatch(self, op_name: str, device: torch.device, runner: Any) -> str | None:
+        """``None`` if ``op_name``'s kernel agrees with its reference on ``device``, else the figures.
+
+        Checks once per (device, op) with ``selfcheck.check_op``; a mismatch is reported once. While
+        a check is running (on this thread) the op counts as unverified, so the check's own calls
+        take the reference.
+        """
+        key = (str(device), op_name)
+        if key in self._verdicts:
+            return self._verdicts[key]
+        with self._lock:
+            if key in self._verdicts:
+                return self._verdicts[key]
+            if key in self._checking:
+                return "self-check in progress"
+            self._checking.add(key)
+            try:
+                verify = self._verify if self._verify is not None else _run_selfcheck
+                self._verdicts[key] = verify(op_name, device, runner)
+            finally:
+                self._checking.discard(key)
+            return self._verdicts[key]
+
     @staticmethod
     def _report_failure(device_index: int, exc: Exception) -> str:
         detail = f"{type(exc).__name__}: {exc}"
@@ -248,6 +288,31 @@ class Backend:
         log.warning("%s", message)
         warnings.warn(message, KernelBuildWarning, stacklevel=4)
         return reason
+
+
+def _run_selfcheck(op_name: str, device: torch.device, runner: Any) -> str | None:
+    """Check one op's kernel against its reference; report and return the figures on a mismatch."""
+    from domrand.cuda import autograd, selfcheck
+    from domrand.generator import ops
+
+    kernel = autograd.IMPLEMENTATIONS[op_name]
+    reference = autograd.noise_bias_act_reference if op_name == "noise_bias_act" else getattr(ops, op_name)
+    result = selfcheck.check_op(
+        op_name,
+        lambda *args, **kwargs: kernel(*args, runner=runner, **kwargs),
+        reference,
+        device,
+        reference_scope=reference_only,
+    )
+    if result.ok:
+        log.info("domrand: CUDA kernel %s passed its self-check on %s (%s)", op_name, device, result.describe())
+        return None
+    figures = result.describe()
+    message = (f"domrand: the CUDA kernel for {op_name} disagrees with the PyTorch reference on {device} "
+               f"({figures}); using the reference for {op_name} on {device} from now on.")
+    log.warning("%s", message)
+    warnings.warn(message, KernelMismatchWarning, stacklevel=4)
+    return f"the {op_name} kernel failed its self-check on {device}: {figures}"
 
 
 _backend = Backend()
@@ -326,10 +391,15 @@ def maybe_cuda(op_name: str, *tensors: Any) -> Callable | None:
     if not _covered(op_name, tensors):
         return None
     try:
-        runner_for(x.device)
+        runner = runner_for(x.device)
     except CudaUnavailableError as exc:
         if mode == "cuda":
             raise CudaUnavailableError(f"{ENV_VAR}=cuda but the CUDA kernels are unavailable: {exc}") from None
+        return None
+    mismatch = _backend.mismatch(op_name, x.device, runner)
+    if mismatch is not None:
+        if mode == "cuda" and mismatch != "self-check in progress":
+            raise CudaUnavailableError(f"{ENV_VAR}=cuda but {mismatch}")
         return None
     from domrand.cuda import autograd
 
