@@ -43,6 +43,13 @@ TEST_OFFSET = 5_000_000  # test reset seeds start here (relative to data_seed * 
 Log = Callable[[str], None]
 
 
+def split_preset(preset: str, split: str) -> str:
+    """The target preset that renders ``split`` frames (``target-lab`` test frames use ``target-lab-test``)."""
+    from domrand.envs.target_lab import split_preset as _split_preset
+
+    return _split_preset(preset, split)
+
+
 # ============================================================================== helpers
 def _bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
@@ -236,7 +243,8 @@ def render_frames(
                 if item == "sim":
                     arrays[item][0, i] = obs
                 elif item.startswith("target:"):
-                    arrays[item][0, i] = base.render_as("target", item[len("target:") :])
+                    # target-lab: test states are rendered with the family's test half of looks
+                    arrays[item][0, i] = base.render_as("target", split_preset(item[len("target:") :], split))
                 elif item == "randomized":
                     for k in range(views):
                         if k:
@@ -628,6 +636,8 @@ def evaluate_success(
     model: Any, cfg: "BenchmarkConfig", env_id: str, domain: str, preset: str | None, episodes: int, seed: int
 ) -> float:
     """Success rate of ``model`` (deterministic actions) over ``episodes`` held-out episodes."""
+    if preset is not None:  # target-lab: evaluate on the family's test half of looks
+        preset = split_preset(preset, "test")
     env = _control_env(cfg, env_id, "oracle" if domain == "target" else "none", preset)
     wins = 0
     try:

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from domrand.envs import domains
+from domrand.envs import domains, target_lab
 from domrand.envs.camera import RENDERERS
 from domrand.envs.camera import render as _render_frame
 from domrand.envs.postprocess import camera_effects
@@ -41,7 +41,7 @@ class TabletopEnv(gym.Env):
         self,
         obs_mode: str = "pixels",  # "pixels" (uint8 HxWx3), "state" (float32 vector) or "pixels+state" (Dict)
         visual_domain: str = "sim",  # "sim", "target" or "randomized"
-        target_preset: "str | domains.TargetConfig" = "target-a",  # target domain used by visual_domain="target"
+        target_preset: "str | domains.TargetConfig | target_lab.LabFamily" = "target-a",  # target domain used by visual_domain="target" (target-a/b/c, target-lab, target-lab-test, seed:N)
         image_size: int = 64,  # square frame side in pixels
         renderer: str = "auto",  # "auto" (EGL when a GPU is visible), "tiny" or "egl"
         return_masks: bool = False,  # put the class segmentation of each frame in info["mask"]
@@ -77,6 +77,7 @@ class TabletopEnv(gym.Env):
         self.renderer_flag = self.scene.renderer_flag
         self._sim_look = domains.sim_look(self.scene)
         self._target_looks: dict[domains.TargetConfig, domains.Look] = {}
+        self._lab_looks: dict[tuple[target_lab.LabFamily, int], domains.Look] = {}
         self._rand_cache: tuple[int, domains.Look] | None = None
         self._applied: domains.Look | None = None
         self._episode_seed = 0
@@ -171,11 +172,13 @@ class TabletopEnv(gym.Env):
         return rgb, mask
 
     # ------------------------------------------------------------------------- visual domains
-    def _look(self, domain: str, preset: "str | domains.TargetConfig | None" = None) -> domains.Look:
+    def _look(self, domain: str, preset: "str | domains.TargetConfig | target_lab.LabFamily | None" = None) -> domains.Look:
         if domain == "sim":
             return self._sim_look
         if domain == "target":
             cfg = self.target_config if preset is None else domains.resolve_target(preset)
+            if isinstance(cfg, target_lab.LabFamily):
+                return self._lab_look(cfg)
             look = self._target_looks.get(cfg)
             if look is None:
                 look = self._target_looks[cfg] = domains.target_look(self.scene, cfg)
@@ -187,6 +190,24 @@ class TabletopEnv(gym.Env):
                 self._rand_cache = (draw, domains.randomized_look(self.scene, rng))
             return self._rand_cache[1]
         raise ValueError(f"unknown visual domain {domain!r}; choose from {domains.DOMAINS}")
+
+    def _lab_look(self, family: target_lab.LabFamily) -> domains.Look:
+        """This episode's ``target-lab`` look (drawn from the episode seed and the family's split)."""
+        key = (family, self._episode_seed)
+        look = self._lab_looks.get(key)
+        if look is None:
+            if len(self._lab_looks) >= 8:
+                self._lab_looks.clear()
+            seed = target_lab.look_seed(self._episode_seed, family.split)
+            look = self._lab_looks[key] = target_lab.lab_look(self.scene, target_lab.draw_lab_look(family, seed))
+        return look
+
+    def lab_look_seed(self, preset: "str | target_lab.LabFamily | None" = None) -> int | None:
+        """The look seed of the current episode in a ``target-lab`` preset (None for fixed presets)."""
+        cfg = self.target_config if preset is None else domains.resolve_target(preset)
+        if not isinstance(cfg, target_lab.LabFamily):
+            return None
+        return target_lab.look_seed(self._episode_seed, cfg.split)
 
     def _frame_index(self) -> int:
         """Which frame of the episode the scene shows (keys the frame cache and the sensor noise)."""
@@ -200,8 +221,12 @@ class TabletopEnv(gym.Env):
             domains.apply_look(self.scene, look)
             self._applied = look
         size = self.image_size
-        rgb, seg = _render_frame(self.scene.client, self.renderer_flag, look.camera, look.light, size, size, want_mask)
-        if look.effects is not None:
+        lab = look.effects if isinstance(look.effects, target_lab.LabLook) else None
+        camera = look.camera if lab is None else target_lab.shaken_camera(lab, self._episode_seed, self._frame_index())
+        rgb, seg = _render_frame(self.scene.client, self.renderer_flag, camera, look.light, size, size, want_mask)
+        if lab is not None:
+            rgb = target_lab.lab_camera(rgb, lab, self._episode_seed, self._frame_index())
+        elif look.effects is not None:
             rgb = self._camera_effects(rgb, look.effects)
         mask = self.scene.class_mask(seg) if seg is not None else None
         return rgb, mask

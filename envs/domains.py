@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -40,12 +41,18 @@ SIM_COLORS: dict[str, RGBA] = {
 
 @dataclasses.dataclass(frozen=True)
 class Look:
-    """Per-frame appearance: part name -> (texture path or None, rgba), light, camera, effects."""
+    """Per-frame appearance: part name -> (texture path or None, rgba), light, camera, effects.
+
+    ``effects``: the camera pipeline (a :class:`TargetConfig` for the fixed target presets, a
+    ``target_lab.LabLook`` for the ``target-lab`` family, None for none). ``clutter``: visual-only
+    clutter items shown, as ``(kind, (x, y, yaw), texture or None, rgba)`` (others are hidden).
+    """
 
     parts: tuple[tuple[str, str | None, RGBA], ...]
     light: Light
     camera: Camera
-    effects: "TargetConfig | None" = None
+    effects: "TargetConfig | Any | None" = None
+    clutter: tuple[tuple[str, tuple[float, float, float], str | None, RGBA], ...] = ()
 
 
 def apply_look(scene: Scene, look: Look) -> None:
@@ -55,6 +62,7 @@ def apply_look(scene: Scene, look: Look) -> None:
         part = by_name.get(name)
         if part is not None:
             scene.set_look(part, tex, rgba)
+    scene.show_clutter(look.clutter)
 
 
 # ------------------------------------------------------------------------------------------ sim
@@ -215,10 +223,23 @@ def random_target_config(seed: int) -> TargetConfig:
     )
 
 
-def resolve_target(preset: "str | TargetConfig") -> TargetConfig:
-    """A preset name (``target-a``/``-b``/``-c``), ``"seed:N"`` or a :class:`TargetConfig`."""
-    if isinstance(preset, TargetConfig):
+def target_preset_names() -> tuple[str, ...]:
+    """Every named target preset: the fixed looks and the varied ``target-lab`` family (+ its test half)."""
+    from domrand.envs.target_lab import LAB_PRESETS
+
+    return (*TARGET_PRESETS, *LAB_PRESETS)
+
+
+def resolve_target(preset: "str | TargetConfig | Any") -> "TargetConfig | Any":
+    """A preset name (``target-a``/``-b``/``-c``, ``target-lab``/``target-lab-test``), ``"seed:N"``,
+    a :class:`TargetConfig` or a ``target_lab.LabFamily``. Fixed presets resolve to a
+    :class:`TargetConfig`, the lab family to a ``LabFamily`` (a new look every episode)."""
+    from domrand.envs.target_lab import LAB_PRESETS, LabFamily
+
+    if isinstance(preset, (TargetConfig, LabFamily)):
         return preset
+    if isinstance(preset, str) and preset in LAB_PRESETS:
+        return LAB_PRESETS[preset]
     if isinstance(preset, str) and preset.startswith("seed:"):
         try:
             return random_target_config(int(preset[5:]))
@@ -226,7 +247,7 @@ def resolve_target(preset: "str | TargetConfig") -> TargetConfig:
             raise ValueError(f"target preset {preset!r}: expected 'seed:<integer>'") from None
     if preset not in TARGET_PRESETS:
         raise ValueError(
-            f"unknown target preset {preset!r}; choose from {', '.join(TARGET_PRESETS)} or 'seed:<N>'"
+            f"unknown target preset {preset!r}; choose from {', '.join(target_preset_names())} or 'seed:<N>'"
         )
     return TARGET_PRESETS[preset]
 
@@ -245,13 +266,16 @@ def _target_textures(cfg: TargetConfig) -> dict[str, str]:
     return out
 
 
-def all_texture_files(extra: TargetConfig | None = None) -> list[str]:
-    """Every texture file the sim look, the target presets (plus ``extra``) and the randomization
-    pool use (loaded up front under EGL, see ``Scene``)."""
+def all_texture_files(extra: "TargetConfig | Any | None" = None) -> list[str]:
+    """Every texture file the sim look, the target presets (plus ``extra``), the ``target-lab``
+    family and the randomization pool use (loaded up front under EGL, see ``Scene``)."""
+    from domrand.envs.target_lab import lab_textures
+
     files = [assets.white_texture(), _sim_floor(), _sim_table()]
-    configs = list(TARGET_PRESETS.values()) + ([extra] if extra is not None else [])
+    configs = list(TARGET_PRESETS.values()) + ([extra] if isinstance(extra, TargetConfig) else [])
     for cfg in configs:
         files += [f for f in _target_textures(cfg).values() if f not in files]
+    files += [f for f in lab_textures().values() if f not in files]
     return files + list(texture_pool())
 
 

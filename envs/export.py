@@ -26,8 +26,16 @@ POLICIES = ("random", "expert")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="domrand/Reach-v0", help="env id (domrand/Reach-v0, Push-v0, Localize-v0)")
-    parser.add_argument("--visual-domain", default="sim", choices=("sim", "target", "randomized"))
-    parser.add_argument("--target-preset", default="target-a", help="target-a, target-b, target-c or seed:N")
+    parser.add_argument(
+        "--visual-domain",
+        default="sim",
+        help="sim, target or randomized; a target preset name (e.g. target-lab) means target with that preset",
+    )
+    parser.add_argument(
+        "--target-preset",
+        default="target-a",
+        help="target-a, target-b, target-c, target-lab (a new look per episode; its test half: target-lab-test) or seed:N",
+    )
     parser.add_argument("--n", type=int, default=1000, help="number of frames to write")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--policy", default="random", choices=POLICIES, help="who acts between frames")
@@ -91,8 +99,18 @@ def export_frames(
     import domrand  # noqa: F401  (registers the envs)
     from domrand.envs.experts import expert_action
 
+    from domrand.envs.domains import DOMAINS, resolve_target
+
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
+    if visual_domain not in DOMAINS:
+        try:  # "--visual-domain target-lab": the target domain with that preset
+            resolve_target(visual_domain)
+        except ValueError:
+            raise ValueError(
+                f"--visual-domain must be one of {', '.join(DOMAINS)} or a target preset, got {visual_domain!r}"
+            ) from None
+        visual_domain, target_preset = "target", visual_domain
     if policy not in POLICIES:
         raise ValueError(f"--policy must be one of {POLICIES}, got {policy!r}")
     labels_path = os.path.join(out, "labels.csv")

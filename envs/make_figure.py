@@ -1,6 +1,8 @@
 """Make ``docs/envs.png``: the same states rendered in sim, two target presets and randomized.
 
 Run ``python -m domrand.envs.make_figure [--out docs/envs.png] [--size 128]``.
+``python -m domrand.envs.make_figure --target-lab [--out docs/target_lab.png]`` makes the
+``target-lab`` grid instead: 8 x 4 episodes, one look each, 64x64 frames shown at 2x.
 """
 
 from __future__ import annotations
@@ -58,6 +60,40 @@ def figure(
     return grid
 
 
+def target_lab_grid(
+    preset: str = "target-lab",
+    env_id: str = "domrand/Push-v0",
+    cols: int = 8,
+    rows: int = 4,
+    image_size: int = 64,
+    scale: int = 2,
+    seed: int = 0,
+) -> np.ndarray:
+    """A uint8 grid of ``rows x cols`` episodes of ``preset`` (a new look each), first frame of each
+    after a few expert steps, ``image_size`` frames enlarged ``scale`` x (nearest neighbour)."""
+    import gymnasium as gym
+
+    import domrand  # noqa: F401  (registers the envs)
+    from domrand.envs.experts import expert_action
+
+    env = gym.make(env_id, visual_domain="target", target_preset=preset, image_size=image_size, renderer="tiny")
+    tiles = []
+    try:
+        for i in range(rows * cols):
+            obs, _ = env.reset(seed=seed + i)
+            for _ in range(i % 4):
+                obs, *_ = env.step(expert_action(env))
+            tiles.append(np.kron(obs, np.ones((scale, scale, 1), np.uint8)))
+    finally:
+        env.close()
+    side, gap = image_size * scale, 2
+    grid = np.full((rows * side + (rows - 1) * gap, cols * side + (cols - 1) * gap, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        grid[r * (side + gap) : r * (side + gap) + side, c * (side + gap) : c * (side + gap) + side] = tile
+    return grid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="docs/envs.png", help="output PNG")
@@ -65,8 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--states", type=int, default=5, help="number of states (columns)")
     parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target-lab", action="store_true", help="make the target-lab grid (default out docs/target_lab.png)")
     args = parser.parse_args(argv)
     from PIL import Image
+
+    if args.target_lab:
+        out = "docs/target_lab.png" if args.out == "docs/envs.png" else args.out
+        env_id = args.env
+        Image.fromarray(target_lab_grid(env_id=env_id, seed=args.seed)).save(out, optimize=True)
+        print(f"wrote {out} (target-lab: 8 x 4 episodes of {env_id}, 64x64 at 2x)")
+        return 0
 
     Image.fromarray(figure(args.env, args.states, args.size, args.seed)).save(args.out)
     print(f"wrote {args.out} (rows: {', '.join(p or d for d, p in ROWS)})")

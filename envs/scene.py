@@ -32,6 +32,14 @@ SUBSTEPS = 6  # physics steps per env step (control at 20 Hz)
 DOWN = p.getQuaternionFromEuler([0.0, np.pi, 0.0])
 REST_Q = (0.0, 0.5, 0.0, -1.6, 0.0, 1.0, 0.0)  # null-space preference of the IK
 DISTRACTOR_MESHES = ("000", "003", "017", "042")  # pybullet_data/random_urdfs ids
+# Visual-only clutter of the target-lab look (no collision, no mass): kind -> (shape, size, height).
+# Hidden (out of every camera's view) unless a look shows it; class "distractor" in masks.
+CLUTTER_SHAPES = {
+    "book": ("box", (0.09, 0.065, 0.02), 0.02),  # half extents (m); half height above the table
+    "mug": ("cylinder", (0.035, 0.09), 0.045),  # radius, length (m)
+    "paper": ("box", (0.105, 0.075, 0.001), 0.001),
+}
+CLUTTER_PARK = (40.0, 40.0, -10.0)  # where hidden clutter waits (beyond every camera's far plane)
 
 # Segmentation classes reported in ``info["mask"]``.
 CLASS_IDS = {"background": 0, "table": 1, "robot": 2, "object": 3, "goal": 4, "distractor": 5}
@@ -87,6 +95,8 @@ class Scene:
         p.changeDynamics(self.cube, -1, lateralFriction=0.6, spinningFriction=0.001, physicsClientId=c)
         self.distractors = [self._load_distractor(DISTRACTOR_MESHES[i], i) for i in range(n_distractors)]
         self.goal = self._make_goal() if with_goal else None
+        self.clutter = {kind: self._make_clutter(kind, i) for i, kind in enumerate(CLUTTER_SHAPES)}
+        self._clutter_shown: tuple = ()
         self.robot_colors = {d[1]: tuple(d[7]) for d in p.getVisualShapeData(self.robot, physicsClientId=c)}
         self.parts = self._collect_parts()
         self._class_lut = self._make_class_lut()
@@ -110,6 +120,17 @@ class Scene:
         c = self.client
         vis = p.createVisualShape(p.GEOM_CYLINDER, radius=0.035, length=0.002, physicsClientId=c)
         return p.createMultiBody(0.0, -1, vis, [0, 0, TABLE_Z + 0.001], physicsClientId=c)
+
+    def _make_clutter(self, kind: str, index: int) -> int:
+        """A visual-only body (no collision shape, no mass) for one clutter kind, parked out of view."""
+        c = self.client
+        shape, size, _ = CLUTTER_SHAPES[kind]
+        if shape == "box":
+            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=list(size), physicsClientId=c)
+        else:
+            vis = p.createVisualShape(p.GEOM_CYLINDER, radius=size[0], length=size[1], physicsClientId=c)
+        park = [CLUTTER_PARK[0] + 2.0 * index, CLUTTER_PARK[1], CLUTTER_PARK[2]]
+        return p.createMultiBody(0.0, -1, vis, park, physicsClientId=c)
 
     def _solve_home(self) -> np.ndarray:
         """Joint angles that put the tip at ``HOME_TIP`` pointing down (iterated IK)."""
@@ -151,6 +172,8 @@ class Scene:
         lut = np.zeros(n_bodies + 1, np.uint8)  # index = body id + 1 (pybullet uses -1 for nothing)
         for part in self.parts:
             lut[part.body + 1] = CLASS_IDS[part.cls]
+        for body in self.clutter.values():
+            lut[body + 1] = CLASS_IDS["distractor"]
         return lut
 
     # ----------------------------------------------------------------------------------- visuals
@@ -174,6 +197,29 @@ class Scene:
         """Give one part a texture file (None: plain white) multiplied by a colour."""
         tid = self.texture(texture or assets.white_texture())
         p.changeVisualShape(part.body, part.link, textureUniqueId=tid, rgbaColor=list(rgba), physicsClientId=self.client)
+
+    def show_clutter(self, items: Sequence[tuple[str, tuple[float, float, float], str | None, tuple]]) -> None:
+        """Show clutter ``(kind, (x, y, yaw), texture or None, rgba)`` on the table; hide the rest.
+
+        Visual-only: nothing here changes the physics. No pybullet call when nothing changes.
+        """
+        items = tuple(items)
+        if items == self._clutter_shown:
+            return
+        c = self.client
+        shown = {kind for kind, *_ in items}
+        for i, (kind, body) in enumerate(self.clutter.items()):
+            if kind not in shown:
+                park = [CLUTTER_PARK[0] + 2.0 * i, CLUTTER_PARK[1], CLUTTER_PARK[2]]
+                p.resetBasePositionAndOrientation(body, park, [0, 0, 0, 1], physicsClientId=c)
+        for kind, (x, y, yaw), tex, rgba in items:
+            body = self.clutter[kind]
+            z = TABLE_Z + CLUTTER_SHAPES[kind][2] + 0.0005
+            orn = p.getQuaternionFromEuler([0.0, 0.0, float(yaw)])
+            p.resetBasePositionAndOrientation(body, [float(x), float(y), z], orn, physicsClientId=c)
+            tid = self.texture(tex or assets.white_texture())
+            p.changeVisualShape(body, -1, textureUniqueId=tid, rgbaColor=list(rgba), physicsClientId=c)
+        self._clutter_shown = items
 
     def class_mask(self, seg: np.ndarray) -> np.ndarray:
         """Map a pybullet body-id segmentation buffer to ``CLASS_IDS`` (uint8 HxW)."""
