@@ -14,7 +14,9 @@ Keyword arguments (all envs)::
 
     gymnasium.make(id, obs_mode="pixels" | "state" | "pixels+state",
                    visual_domain="sim" | "target" | "randomized",
-                   target_preset="target-a",   # or "target-b", "target-c", "seed:N", a TargetConfig
+                   target_preset="target-a",   # or "target-b", "target-c", "seed:N", a TargetConfig,
+                                               # "target-lab" (a new look per episode; test half:
+                                               # "target-lab-test")
                    image_size=64, renderer="auto" | "tiny" | "egl", return_masks=False,
                    randomize_every=None, render_mode="rgb_array")   # Reach/Push also reward_type=
 
@@ -28,6 +30,7 @@ Keyword arguments (all envs)::
 * Scripted experts: ``domrand.envs.experts.expert_action(env)`` (wrapped or not), also
   ``env.unwrapped.expert_action()``.
 * Visual domains live in ``domains.py`` (``TargetConfig``, ``TARGET_PRESETS``,
-  ``random_target_config``), frame export in ``export.py`` (``domrand export-frames``), the docs
+  ``random_target_config``), the varied ``target-lab`` family in ``target_lab.py``, the
+  frame-mean colour spread in ``look_spread.py``, frame export in ``export.py`` (``domrand export-frames``), the docs
   figure in ``make_figure.py``.
 """

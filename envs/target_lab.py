@@ -16,7 +16,8 @@ light                  key light from azimuth ``U(0, 360)`` deg, elevation ``U(2
                        ``U(0, 0.3)``; shadows with probability 0.75
 auto exposure          per frame: the gain that brings the mean luminance to 0.5 x 255, applied in
                        part (strength ``U(0.4, 0.85)`` in log space) with a metering bias
-                       ``U(-0.6, 0.6)`` EV; gain limited to 0.25..4
+                       ``U(-0.6, 0.6)`` EV; at least up to a mean luminance of 0.18 x 255 (the gain,
+                       and with it the noise, rises in dim scenes); gain limited to 0.25..6
 auto white balance     per frame: grey-world gains applied in part (strength ``U(0.3, 0.8)``), times a
                        per-episode error of ``U(-8, 8)`` % per channel
 sensor                 noise ``U(1.5, 6)`` /255 x sqrt(gain); JPEG quality ``U(40, 92)``; optical blur
@@ -65,6 +66,7 @@ FLOORS = (  # (photo, tint, contrast)
     ("gravel", (0.55, 0.55, 0.52), 1.0),  # concrete
     ("grass", (0.42, 0.3, 0.22), 0.9),  # dark wood
 )
+AE_FLOOR = 0.18  # auto exposure never leaves a frame's mean luminance below this (x 255)
 CUBE_TINT = (1.0, 0.34, 0.24)  # the task cube's texture tint (red, as in target-a)
 ROBOT_COLOR = (0.86, 0.86, 0.84)
 ROBOT_ACCENT = (0.95, 0.55, 0.1)
@@ -320,14 +322,16 @@ def pipeline_gains(raw: np.ndarray, look: LabLook) -> tuple[np.ndarray, float]:
     """Per-channel gains the camera applies to a raw render, and the exposure gain (for noise).
 
     The sensor sees ``raw * illuminant * brightness``; auto exposure brings its mean luminance
-    towards ``ae_target * 2**bias`` by ``ae_strength`` of the way (log space); auto white balance
+    towards ``ae_target * 2**bias`` by ``ae_strength`` of the way (log space), at least to
+    ``AE_FLOOR`` (gain limited to 0.25..6); auto white balance
     removes ``awb_strength`` of the grey-world cast, times the per-channel ``wb_error``.
     """
     means = raw.reshape(-1, 3).astype(np.float64).mean(0) + 1.0
     scene = means * np.asarray(look.illuminant) * look.brightness
     luma = float(scene @ np.array([0.299, 0.587, 0.114]))
     want = 255.0 * look.ae_target * 2.0**look.ae_bias_ev
-    ae_gain = float(np.clip((want / luma) ** look.ae_strength, 0.25, 4.0))
+    ae_gain = (want / luma) ** look.ae_strength
+    ae_gain = float(np.clip(max(ae_gain, 255.0 * AE_FLOOR / luma), 0.25, 6.0))  # dim scenes: the gain rises
     grey = scene.mean() / scene
     awb = grey**look.awb_strength * np.asarray(look.wb_error)
     awb = awb / float(awb @ np.array([0.299, 0.587, 0.114]))  # white balance keeps the luminance
