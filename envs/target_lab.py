@@ -73,7 +73,9 @@ ROBOT_ACCENT = (0.95, 0.55, 0.1)
 CLUTTER_KINDS = ("book", "mug", "paper")
 # Where clutter may stand (world x, y ranges): the table's near and side strips, outside the
 # workspace of the arm and the object region.
-CLUTTER_REGIONS = (((0.22, 0.5), (-0.4, 0.42)), ((-0.3, 0.2), (0.34, 0.44)), ((-0.3, 0.2), (-0.44, -0.34)))
+# An item reaches at most 0.11 m from its centre, so none overlaps the object region (x <= 0.08,
+# |y| <= 0.22, plus the cube's half side) nor hides a cube in it from the camera.
+CLUTTER_REGIONS = (((0.24, 0.5), (-0.4, 0.42)), ((-0.3, 0.2), (0.37, 0.45)), ((-0.3, 0.2), (-0.45, -0.37)))
 
 
 @dataclasses.dataclass(frozen=True)
