@@ -28,6 +28,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command's parser: a bad argument is one line (``domrand CMD: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _show_traceback(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "traceback", False) or os.environ.get("DOMRAND_TRACEBACK"))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class CommandUnavailable(RuntimeError):
     """The command's implementing module is not part of this installation yet."""
 
@@ -75,9 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandUnavailable as exc:
         print(f"domrand: {exc}", file=sys.stderr)
         return 2
-    sub = argparse.ArgumentParser(prog=f"domrand {name}", description=COMMANDS[name][1])
+    sub = _Parser(prog=f"domrand {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
-    args = sub.parse_args(rest)
+    try:
+        args = sub.parse_args(rest)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, one line already printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     from domrand.cuda.dispatch import CudaUnavailableError
 
     try:
@@ -85,12 +104,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("domrand: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, CudaUnavailableError) as exc:
-        # User-facing errors (bad config, data, checkpoint, DOMRAND_OPS) are one clear line.
-        if getattr(args, "traceback", False):
+    except (ValueError, OSError, CudaUnavailableError) as exc:
+        # User-facing errors (bad config, data, checkpoint, paths, DOMRAND_OPS) are one clear line.
+        if _show_traceback(args):
             raise
-        print(f"domrand {name}: error: {exc}", file=sys.stderr)
+        print(f"domrand {name}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug or an unforeseen input: still one line, the trace on request
+        if _show_traceback(args):
+            raise
+        print(
+            f"domrand {name}: error: {type(exc).__name__}: {_one_line(exc)} (rerun with DOMRAND_TRACEBACK=1 for the full trace)",
+            file=sys.stderr,
+        )
+        return 1
     _exit_if_torchrun_worker(code)
     return code
 

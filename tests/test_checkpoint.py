@@ -8,7 +8,10 @@ import torch
 from safetensors.torch import save_file
 
 from domrand.checkpoint import (
+    CHECKSUM_KEY,
+    FORMAT_VERSION,
     CheckpointError,
+    content_checksum,
     load_network,
     load_tensors,
     read_network_info,
@@ -76,7 +79,7 @@ def test_wrong_version_and_wrong_class_are_refused(tmp_path, G):
     path = tmp_path / "old.safetensors"
     tensors = {k: v.contiguous().clone() for k, v in G.state_dict().items()}
     save_file(tensors, str(path), metadata={"domrand_format": "0", "class": "Generator", "config": "{}"})
-    with pytest.raises(CheckpointError, match="format version '0' is not supported"):
+    with pytest.raises(CheckpointError, match="format version '0' is not supported \\(metadata key 'domrand_format'"):
         load_network(path)
     good = tmp_path / "G.safetensors"
     save_network(good, G)
@@ -84,39 +87,134 @@ def test_wrong_version_and_wrong_class_are_refused(tmp_path, G):
         load_network(good, expected_class="Discriminator")
 
 
-def test_mismatched_weights_are_refused(tmp_path, G):
-    path = tmp_path / "G.safetensors"
-    save_network(path, G)
-    # rewrite the stored config so that the rebuilt network has other shapes
-    bigger = replace(G.config, channel_max=64)
+def _rewrite(path, tensors, meta):
+    """Write ``tensors`` + ``meta`` with a fresh, valid checksum (a consistent but different file)."""
+    meta = {k: v for k, v in meta.items() if k != CHECKSUM_KEY}
+    meta["domrand_format"] = FORMAT_VERSION
+    meta[CHECKSUM_KEY] = content_checksum(meta, tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _read(path):
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        meta = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta["config"] = json.dumps({"network": json.loads(meta["config"])["network"] | {"channel_max": 64}})
-    save_file(tensors, str(path), metadata=meta)
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+
+
+def test_mismatched_weights_are_refused(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    tensors, meta = _read(path)
+    # a consistent file whose stored config rebuilds a network of other shapes
+    net = json.loads(meta["config"])["network"]
+    _rewrite(path, tensors, meta | {"config": json.dumps({"network": net | {"z_dim": net["z_dim"] // 2}})})
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_network(path)
-    assert bigger.channel_max == 64
     del tensors["mapping.w_avg"]
-    save_file(tensors, str(path), metadata=json.loads(json.dumps(meta)) | {"config": json.dumps({"network": json.loads(meta["config"])["network"] | {"channel_max": 32}})})
+    _rewrite(path, tensors, meta)
     with pytest.raises(CheckpointError, match=r"missing: \['mapping.w_avg'\]"):
         load_network(path)
+
+
+def test_config_implying_more_weights_than_the_file_holds_is_refused_before_building(tmp_path, G, monkeypatch):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    tensors, meta = _read(path)
+    net = json.loads(meta["config"])["network"]
+    _rewrite(path, tensors, meta | {"config": json.dumps({"network": net | {"channel_max": 1024, "channel_base": 65536}})})
+    built = []
+    monkeypatch.setattr(Generator, "__init__", lambda self, *a, **k: built.append(1) or (_ for _ in ()).throw(AssertionError))
+    with pytest.raises(CheckpointError, match="implies at least .* parameters but the file holds"):
+        load_network(path)
+    assert built == []
+
+
+@pytest.mark.parametrize(
+    "key, value, form",
+    [
+        ("mapping_layers", 200000, "an integer in [1, 32]"),
+        ("channel_base", 2**40, "an integer in [1, 65536]"),
+        ("resolution", 48, "a power of two in [16, 512]"),
+        ("conv_clamp", "big", "a finite number"),
+        ("mapping_lr_mult", True, "a finite number"),
+        ("fir_kernel", [1] * 1000, "a list of 1 to 16 integers"),
+        ("colour", 1, "one of the keys"),
+    ],
+)
+def test_config_fields_are_bounded(tmp_path, G, key, value, form):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    tensors, meta = _read(path)
+    net = json.loads(meta["config"])["network"]
+    _rewrite(path, tensors, meta | {"config": json.dumps({"network": net | {key: value}})})
+    with pytest.raises(CheckpointError) as exc:
+        load_network(path)
+    assert f"'network.{key}'" in str(exc.value) and form in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_checksum_covers_config_extra_and_tensors(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G, extra={"kimg": 1})
+    tensors, meta = _read(path)
+    assert meta[CHECKSUM_KEY].startswith("sha256:")
+    net = json.loads(meta["config"])["network"]
+    edits = [
+        ("config", json.dumps({"network": net | {"conv_clamp": 128.0}})),
+        ("extra", json.dumps({"kimg": 2})),
+        ("class", "Discriminator"),
+    ]
+    for key, value in edits:
+        save_file(tensors, str(path), metadata=meta | {key: value})
+        with pytest.raises(CheckpointError, match="checksum mismatch"):
+            load_network(path)
+    changed = dict(tensors)
+    changed["mapping.w_avg"] = tensors["mapping.w_avg"] + 1
+    save_file(changed, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_network(path)
+    save_file(tensors, str(path), metadata={k: v for k, v in meta.items() if k != CHECKSUM_KEY})
+    with pytest.raises(CheckpointError, match="'checksum' is missing"):
+        load_network(path)
+
+
+def test_version_1_files_without_a_checksum_still_load(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    tensors, meta = _read(path)
+    legacy = {k: v for k, v in meta.items() if k != CHECKSUM_KEY} | {"domrand_format": "1"}
+    save_file(tensors, str(path), metadata=legacy)
+    assert weights_hash(load_network(path)) == weights_hash(G)
+    save_file(tensors, str(path), metadata=meta | {"domrand_format": "1", "extra": '{"x": 1}'})
+    with pytest.raises(CheckpointError, match="checksum mismatch"):  # a checksum found is verified
+        load_network(path)
+
+
+def test_huge_header_length_is_refused_before_reading(tmp_path, G):
+    path = tmp_path / "G.safetensors"
+    save_network(path, G)
+    data = bytearray(path.read_bytes())
+    data[:8] = (2**62).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="header length 4611686018427387904 exceeds"):
+        load_network(path)
+
+
+_PICKLE_MSG = r"looks like a pickle / torch\.save file; domrand loads only \.safetensors"
 
 
 def test_pickle_is_refused(tmp_path, G):
     pt = tmp_path / "G.pt"
     torch.save(G.state_dict(), pt)
-    with pytest.raises(CheckpointError, match="pickle"):
+    with pytest.raises(CheckpointError, match=_PICKLE_MSG):
         load_network(pt)
     disguised = tmp_path / "G.safetensors"
     disguised.write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(CheckpointError, match="pickle"):
+    with pytest.raises(CheckpointError, match=_PICKLE_MSG):
         load_network(disguised)
     zipped = tmp_path / "Z.safetensors"
     zipped.write_bytes(pt.read_bytes())  # torch.save's zip archive under another name
-    with pytest.raises(CheckpointError, match="pickle"):
+    with pytest.raises(CheckpointError, match=_PICKLE_MSG):
         load_network(zipped)
 
 
