@@ -16,6 +16,7 @@ TARGETS = {
     "randomizer": "randomizer frames/s and latency per batch, preset and ops backend",
     "vector": "VectorStyleRandomization steps/s over Sync/AsyncVectorEnv with 1, 2, 4 workers, time breakdown",
     "train": "generator training images/s (full StyleGAN2 + ADA step) per preset and batch size",
+    "precision": "randomizer frames/s and output PSNR vs float32 per compute dtype (float32, bfloat16, float16)",
 }
 
 

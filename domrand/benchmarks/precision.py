@@ -1,0 +1,128 @@
+"""``domrand bench precision``: randomizer speed and output fidelity per compute dtype.
+
+For each dtype (float32 first, as the reference), builds the randomizer of one bundle with the same
+seed, draws the same fine styles, runs it with constant fine noise (so the output depends only on the
+frames, styles and arithmetic) and reports the median frames/s over ``--repeats`` timed calls and the
+PSNR of its uint8 output against float32's (``inf``: identical). Frames are sim frames from
+``--frames`` (a folder or .npy/.npz of images) when given, else uniform noise frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", default=None, help="bundle folder or file (default: the bundled model)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    parser.add_argument("--dtypes", default="float32,bfloat16,float16",
+                        help="compute dtypes, comma-separated; float32 is always run first as the reference")
+    parser.add_argument("--batch", type=int, default=64, help="frames per randomize call (default 64)")
+    parser.add_argument("--frames", default=None, help="sim frames to randomize: a folder or .npy/.npz (default: noise)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per dtype (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+
+
+def _frames(source: str | None, batch: int, resolution: int) -> np.ndarray:
+    """``[batch, R, R, 3]`` uint8: the first frames of ``source``, else seeded noise."""
+    if source is None:
+        return np.random.default_rng(0).integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8)
+    from domrand.generator.dataset import load_images
+
+    images = load_images(source, resolution, progress=False, min_images=batch)  # [N, R, R, 3] uint8
+    return np.ascontiguousarray(images[:batch])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    bundle: str | Path | None,
+    device: torch.device,
+    dtypes: list[str],
+    batch: int,
+    frames_source: str | None = None,
+    repeats: int = 5,
+    warmup: int = 2,
+) -> list[dict[str, Any]]:
+    """One row per dtype: ``dtype, frames_per_s, ms_per_frame, psnr_vs_float32, speedup``."""
+    from domrand.bundle import default_bundle_path
+    from domrand.metrics import psnr
+    from domrand.randomizer import StyleRandomizer
+
+    path = bundle if bundle is not None else default_bundle_path()
+    order = ["float32"] + [d for d in dtypes if d != "float32"]
+    rows: list[dict[str, Any]] = []
+    reference: torch.Tensor | None = None
+    frames: np.ndarray | None = None
+    for dtype in order:
+        R = StyleRandomizer.from_bundle(path, device=device, seed=0, dtype=dtype, noise="const", max_batch=batch)
+        if frames is None:
+            frames = _frames(frames_source, batch, R.resolution)
+        ids = list(range(batch))
+        R.resample(ids, seed=0)
+        times = []
+        out = None
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            out = R.randomize(frames, env_ids=ids)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        got = torch.from_numpy(np.asarray(out)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        if reference is None:
+            reference = got
+        quality = psnr(got, reference).clamp(max=99.0)  # identical frames: capped at 99 dB
+        sec = statistics.median(times)
+        rows.append({
+            "dtype": dtype,
+            "frames_per_s": batch / sec,
+            "ms_per_frame": sec * 1e3 / batch,
+            "psnr_vs_float32_db": float(quality.mean()),
+            "psnr_vs_float32_min_db": float(quality.min()),
+        })
+    base = rows[0]["frames_per_s"]
+    for row in rows:
+        row["speedup"] = row["frames_per_s"] / base
+    return rows
+
+
+def main(args: argparse.Namespace) -> int:
+    from domrand.benchmarks.generator import bench_device
+    from domrand.randomizer import parse_dtype
+
+    if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
+        raise ValueError("--batch and --repeats must be >= 1 and --warmup >= 0")
+    dtypes = [d.strip() for d in str(args.dtypes).split(",") if d.strip()]
+    for d in dtypes:
+        parse_dtype(d)  # a clear error for an unknown name
+    device = bench_device(args.device, args.threads, "wall")
+    rows = measure(args.bundle, device, dtypes, args.batch, args.frames, args.repeats, args.warmup)
+    print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} repeats={args.repeats} (median), "
+          f"constant fine noise, same styles; PSNR of the uint8 output vs float32 (99 = identical)")
+    header = f"{'dtype':<10}{'frames/s':>10}{'ms/frame':>10}{'speedup':>9}{'PSNR dB':>9}{'min dB':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['dtype']:<10}{r['frames_per_s']:>10.1f}{r['ms_per_frame']:>10.2f}{r['speedup']:>9.2f}"
+              f"{r['psnr_vs_float32_db']:>9.1f}{r['psnr_vs_float32_min_db']:>8.1f}")
+    if args.json:
+        from domrand.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"device": str(device), "batch": args.batch, "rows": rows}, indent=2))
+    return 0
