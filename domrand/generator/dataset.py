@@ -133,9 +133,31 @@ def _stat_entry(path: Path, base: Path) -> tuple[str, int, int]:
     return (path.relative_to(base).as_posix(), int(st.st_size), int(st.st_mtime_ns))
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _check_array_magic(path: Path) -> None:
+    """Refuse a file that is not a NumPy array (or .npz archive) before NumPy parses it."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    want, what = (_NPY_MAGIC, "a .npy array") if path.suffix.lower() == ".npy" else (_ZIP_MAGIC, "a .npz archive")
+    if not head.startswith(want):
+        raise ValueError(f"{path}: not {what} (its first bytes are not a NumPy header; pickles and other data are refused); accepted: {_ACCEPTED}")
+
+
+def _array_error(path: Path, exc: BaseException) -> ValueError:
+    """One line naming the file, without NumPy's advice to enable pickle."""
+    msg = " ".join(str(exc).split())
+    if "pickle" in msg.lower() or "object" in msg.lower():
+        msg = "it holds Python objects (pickled data), which domrand refuses to load"
+    return ValueError(f"{path}: could not read the array file ({msg[:160]}); accepted: {_ACCEPTED}")
+
+
 def _load_array_file(path: Path) -> np.ndarray:
     """Read a ``.npy``/``.npz`` file and return uint8 images as ``[N, H, W, 3]`` (maybe a view)."""
     try:
+        _check_array_magic(path)
         if path.suffix.lower() == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
@@ -144,10 +166,12 @@ def _load_array_file(path: Path) -> np.ndarray:
                 if not names:
                     raise ValueError(f"{path}: the .npz file holds no arrays; accepted: {_ACCEPTED}")
                 arr = npz["images"] if "images" in names else npz[names[0]]
-    except ValueError:
-        raise
-    except Exception as exc:  # zipfile/pickle/format errors
-        raise ValueError(f"{path}: could not read the array file ({exc}); accepted: {_ACCEPTED}") from exc
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise _array_error(path, exc) from None
+    except Exception as exc:  # zipfile/pickle/format/OS errors
+        raise _array_error(path, exc) from None
     if arr.dtype != np.uint8:
         raise ValueError(
             f"{path}: images must be uint8 (0..255), got dtype {arr.dtype}; accepted: {_ACCEPTED}"

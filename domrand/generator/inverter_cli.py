@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 
+from domrand import cli_args
 from domrand.config import dump_yaml, load_config, replace
 
 
@@ -29,12 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory (runs/NAME)")
     parser.add_argument("--target-data", default=None, help="target-domain images (the generator's training set): folder or .npy/.npz")
     parser.add_argument("--sim-data", default=None, help="simulator frames: folder or .npy/.npz")
-    parser.add_argument("--kimg", type=float, default=None, help="train until this many thousand images (default: the config's)")
-    parser.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out exactly")
-    parser.add_argument("--seed", type=int, default=0, help="data and latent RNG seed")
+    parser.add_argument("--kimg", type=cli_args.positive_float, default=None, help="train until this many thousand images (default: the config's)")
+    parser.add_argument("--resume", action="store_true", help="continue the newest intact checkpoint in --out exactly")
+    parser.add_argument("--allow-changes", action="store_true", help="with --resume: accept other --target-data/--sim-data than the run's")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="data and latent RNG seed")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this wall time")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--max-minutes", type=cli_args.positive_float, default=None, help="stop (with a checkpoint) after this wall time")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. training.lr=0.002")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         sim_data=args.sim_data,
         kimg=args.kimg,
         resume=args.resume,
+        allow_changes=args.allow_changes,
         seed=args.seed,
         progress=not args.no_progress,
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60,

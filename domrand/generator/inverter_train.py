@@ -44,6 +44,7 @@ per-rank RNGs are re-derived from ``(seed, rank, step, world_size)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -380,6 +381,8 @@ class InverterTrainer:
         for r, st in enumerate(states):
             tensors["rng_state" if r == 0 else f"rng_state/rank{r}"] = st.to(torch.uint8).clone()
         meta.update({"step": self.step, "images_seen": self.images_seen, "seed": self.seed, "world_size": self.world_size})
+        if getattr(self, "data_setup", None) is not None:
+            meta["data_setup"] = self.data_setup  # resolved paths + content keys, checked on resume
         return tensors, meta
 
     def load_state(self, ckpt_dir: str | os.PathLike) -> None:
@@ -524,6 +527,48 @@ def randomize(
 # Entry point used by the CLI
 
 
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _array_key(images: np.ndarray | None) -> str | None:
+    if images is None:
+        return None
+    h = hashlib.sha256(str(tuple(images.shape)).encode())
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()[:16]
+
+
+def _data_setup(sources: dict[str, Any], target: np.ndarray | None, sim: np.ndarray | None) -> dict[str, Any]:
+    """What a run trains on: resolved paths and content keys (stored in every checkpoint)."""
+    def path(p: Any) -> str | None:
+        return None if p is None else str(Path(p).resolve())
+
+    return {"target": path(sources["target"]), "sim": path(sources["sim"]), "target_key": _array_key(target), "sim_key": _array_key(sim)}
+
+
+def _stored_data_setup(ckpt_dir: Path | None) -> dict[str, Any]:
+    if ckpt_dir is None:
+        return {}
+    _, meta = checkpoint.load_tensors(ckpt_dir / STATE_FILE)
+    stored = meta.get("data_setup")
+    return stored if isinstance(stored, dict) else {}
+
+
+def _check_data_setup(stored: dict[str, Any], now: dict[str, Any], ckpt_dir: Path, allow_changes: bool) -> None:
+    """Refuse a resume on other data than the run's (it would silently change the losses)."""
+    changed = [f"--{k}-data ({stored.get(k) or 'none'} -> {now.get(k) or 'none'})"
+               for k in ("target", "sim") if stored.get(f"{k}_key") != now.get(f"{k}_key")]  # fmt: skip
+    if not changed:
+        return
+    if not allow_changes:
+        raise ValueError(
+            f"--resume: {', '.join(changed)} differs from what {ckpt_dir} was trained on; pass the run's data, or "
+            "--allow-changes to continue on this set-up"
+        )
+    _stderr(f"train-inverter: warning: {', '.join(changed)} changed (--allow-changes); the resume is not exact")
+
+
 def train_inverter(
     generator: str | os.PathLike,
     config: InverterConfig | None,
@@ -542,8 +587,13 @@ def train_inverter(
     rank: int = 0,  # distributed rank (only rank 0 writes files and prints)
     world_size: int = 1,  # number of ranks
     reduce: dist_utils.Reduce | None = None,  # all-reduce sum over ranks
+    allow_changes: bool = False,  # resume: accept other target/sim data than the run's
 ) -> dict[str, Any]:
     """Train (or resume) an inverter run in ``out``; returns the last metrics record.
+
+    A resume continues the newest intact checkpoint (a corrupt newer one is skipped, saying so);
+    omitted ``target_data``/``sim_data`` default to the run's; other data is refused unless
+    ``allow_changes``.
 
     With several ranks every rank calls this (a collective); a failure of any rank in the set-up
     (checks, data, networks) stops every rank with an error instead of leaving them waiting.
@@ -578,23 +628,39 @@ def train_inverter(
         else:
             if list_checkpoints(out):
                 raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        return gen_file, G, cfg
+        ckpt_dir = None
+        if resume:
+            ckpt_dir = runs.resume_checkpoint(out, INVERTER_CHECKPOINT_FILES, log=_stderr if main else None)
+            if ckpt_dir is None:
+                what = "intact" if list_checkpoints(out) else "complete"
+                raise FileNotFoundError(f"--resume: no {what} checkpoint under {out / CHECKPOINTS}")
+        return gen_file, G, cfg, ckpt_dir
 
-    gen_file, G, config = stage(setup)
+    gen_file, G, config, ckpt_dir = stage(setup)
     tc = config.training
     res = G.img_resolution
+    stored = _stored_data_setup(ckpt_dir)
+    sources = {"target": target_data, "sim": sim_data}
+    for kind in sources:
+        if sources[kind] is None and stored.get(kind):
+            sources[kind] = stored[kind]
+            if main:
+                _stderr(f"train-inverter: --{kind}-data not given; using the run's {stored[kind]}")
 
     def load(show: bool) -> tuple:
         target = sim = None
-        if target_data is not None:
-            target = load_images(target_data, res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
-        if sim_data is not None:
-            sim = load_images(sim_data, res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
+        if sources["target"] is not None:
+            target = load_images(sources["target"], res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
+        if sources["sim"] is not None:
+            sim = load_images(sources["sim"], res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
         return target, sim
 
     # Rank 0 decodes (and caches) first; the other ranks then read the cache.
     first = stage(lambda: load(progress) if main else None)
     target, sim = stage(lambda: first if main else load(False))
+    setup_now = _data_setup(sources, target, sim)
+    if ckpt_dir is not None and stored:
+        stage(lambda: _check_data_setup(stored, setup_now, ckpt_dir, allow_changes))
 
     def build() -> InverterTrainer:
         D = None
@@ -606,19 +672,17 @@ def train_inverter(
             print(f"train-inverter: no D.safetensors found beside {gen_file}; the perceptual loss is off", file=sys.stderr)
         trainer = InverterTrainer(
             G, config, out, D=D, target_images=target, sim_images=sim, seed=seed, device=device,
-            generator_source=str(gen_file), rank=rank, world_size=world_size, reduce=reduce,
+            generator_source=str(Path(gen_file).resolve()), rank=rank, world_size=world_size, reduce=reduce,
         )  # fmt: skip
-        if resume:
-            found = list_checkpoints(out)
-            if not found:
-                raise FileNotFoundError(f"--resume: no complete checkpoint under {out / CHECKPOINTS}")
-            trainer.load_state(found[-1][1])
+        trainer.data_setup = setup_now
+        if ckpt_dir is not None:
+            trainer.load_state(ckpt_dir)
             if main:
                 note = "" if trainer.resumed_rng == "restored" else (
                     f"; it was written by {trainer.saved_world_size} rank(s), so the per-rank random streams are "
                     f"re-derived from (seed, rank, step) for {world_size}"
                 )  # fmt: skip
-                print(f"train-inverter: resumed {found[-1][1]} (step {trainer.step}, kimg {trainer.kimg:.3f}){note}",
+                print(f"train-inverter: resumed {ckpt_dir} (step {trainer.step}, kimg {trainer.kimg:.3f}){note}",
                       file=sys.stderr)  # fmt: skip
         return trainer
 
@@ -632,6 +696,12 @@ def train_inverter(
                 parts.append(f"sim {tc.sim_batch} = {world_size} x {trainer.sim_batch}")
             print(f"train-inverter: {world_size} ranks, per step {', '.join(parts)}", file=sys.stderr)
         out.mkdir(parents=True, exist_ok=True)
+        for p in runs.remove_temp_files(out):
+            _stderr(f"train-inverter: removed {p}, left by an interrupted run")
+        if ckpt_dir is not None:
+            dropped = runs.trim_metrics(out / METRICS, trainer.step)
+            if dropped:
+                _stderr(f"train-inverter: {out / METRICS}: dropped {dropped} record(s) written after {ckpt_dir.name}")
         if not resume:
             atomic_write_text(out / CONFIG, dump_yaml(config))
         with open(out / COMMAND, "a") as f:

@@ -205,3 +205,83 @@ def write_checkpoint_dir(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+# ---- integrity of a run: intact checkpoints, leftovers of a killed run, metrics after a resume ----
+
+
+def verify_checkpoint(ckpt_dir: str | os.PathLike, required: Sequence[str] = CHECKPOINT_FILES) -> str | None:
+    """None when every file in ``required`` is present and passes its checksum, else the reason."""
+    from domrand.checkpoint import load_tensors
+
+    d = Path(ckpt_dir)
+    for name in required:
+        if not (d / name).is_file():
+            return f"{d / name} is missing"
+        try:
+            load_tensors(d / name)
+        except CheckpointError as exc:
+            return str(exc)
+    return None
+
+
+def resume_checkpoint(
+    run_dir: str | os.PathLike,
+    required: Sequence[str] = CHECKPOINT_FILES,
+    log: Callable[[str], None] | None = None,
+) -> Path | None:
+    """The newest checkpoint whose files all pass their checksums; corrupt newer ones are skipped
+    (each reported through ``log``). None when there is no intact checkpoint."""
+    found = list_checkpoints(run_dir, required)
+    for kimg, d in reversed(found):
+        reason = verify_checkpoint(d, required)
+        if reason is None:
+            return d
+        if log is not None:
+            log(f"domrand: checkpoint {d} is corrupt ({reason}); falling back to the newest intact checkpoint")
+    return None
+
+
+def remove_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete what a killed run left behind: ``.<name>.*.tmp`` files (atomic writes) in the run
+    directory and under ``checkpoints/``, and ``checkpoints/.tmp-*`` directories. Returns them."""
+    root = Path(run_dir)
+    removed: list[Path] = []
+    for folder in [root, root / CHECKPOINTS, *(root / CHECKPOINTS).glob(f"{_PREFIX}*")]:
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+            elif folder.name == CHECKPOINTS and p.is_dir() and p.name.startswith(".tmp-"):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def trim_metrics(path: str | os.PathLike, step: int) -> int:
+    """Keep the records of ``metrics.jsonl`` up to optimization ``step`` (those a resume from that
+    step does not write again) and drop unreadable lines (a write cut by a kill). Returns how many
+    lines were dropped."""
+    import json
+
+    from domrand.utils import atomic_write_text
+
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            dropped += line.strip() != ""
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        atomic_write_text(p, "".join(f"{line}\n" for line in kept))
+    return dropped

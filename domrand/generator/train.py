@@ -664,17 +664,19 @@ def _load_data(data: str | Path | np.ndarray, resolution: int, min_images: int, 
     return load_images(data, resolution, cache_dir=cache_dir, min_images=min_images, progress=progress)
 
 
-def prepare_run_dir(out: Path, resume: bool) -> Path | None:
+def prepare_run_dir(out: Path, resume: bool, log: Callable[[str], None] | None = _info) -> Path | None:
     """Check ``out`` for a fresh run (must be empty or absent) or a resume (must hold a checkpoint).
 
-    Returns the checkpoint dir to resume from (None for a fresh run).
+    Returns the checkpoint dir to resume from (None for a fresh run): the newest one whose files
+    pass their checksums (a corrupt newer one is skipped and reported through ``log``).
     """
     if resume:
         if not out.is_dir():
             raise FileNotFoundError(f"--resume: run directory {out} does not exist")
-        latest = runs.latest_checkpoint(out)
+        latest = runs.resume_checkpoint(out, log=log)
         if latest is None:
-            raise ValueError(f"--resume: no complete checkpoint in {out / runs.CHECKPOINTS}; nothing to resume")
+            what = "intact" if runs.list_checkpoints(out) else "complete"
+            raise ValueError(f"--resume: no {what} checkpoint in {out / runs.CHECKPOINTS}; nothing to resume")
         if not (out / runs.CONFIG).is_file():
             raise ValueError(f"--resume: {out / runs.CONFIG} is missing; is {out} a train-generator run?")
         return latest
@@ -725,6 +727,7 @@ def train(
     rank: int = 0,  # distributed rank (only rank 0 writes files)
     world_size: int = 1,  # number of ranks
     reduce: Reduce | None = None,  # all-reduce sum over ranks
+    allow_changes: bool = False,  # resume: accept a dataset other than the one the run was trained on
 ) -> TrainResult:
     """Train a generator into run directory ``out`` (None: keep nothing on disk). See module doc."""
     out_path = None if out is None else Path(out)
@@ -741,7 +744,7 @@ def train(
         catch=(ValueError, FileNotFoundError),
     )
     if out_path is not None and rank != 0 and resume:
-        resume_from = runs.latest_checkpoint(out_path)
+        resume_from = runs.resume_checkpoint(out_path)
     if resume_from is not None:
         cfg = _resume_config(out_path, config, kimg, batch, progressive, world_size)
         _, state_meta = ckpt.load_tensors(resume_from / "train_state.safetensors")
@@ -778,6 +781,11 @@ def train(
     if resume_from is not None:
         meta = trainer.load_checkpoint(resume_from)
         if meta.get("data_key") != trainer.data_key:
+            if not allow_changes:
+                raise ValueError(
+                    f"--resume: the dataset {'(an array)' if isinstance(data, np.ndarray) else data} differs from the one {resume_from} was trained on "
+                    f"({meta.get('data')}); pass the run's data, or --allow-changes to continue on this one"
+                )
             _info(f"domrand: warning: the dataset differs from the one {resume_from} was trained on; resume is not exact")
         if (out_path / runs.G_EMA_BEST).is_file():
             s = ckpt.read_network_info(out_path / runs.G_EMA_BEST)["extra"].get("swd")
@@ -793,6 +801,12 @@ def train(
     cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
     if writes:
         out_path.mkdir(parents=True, exist_ok=True)
+        for p in runs.remove_temp_files(out_path):
+            _info(f"domrand: removed {p}, left by an interrupted run")
+        if resume_from is not None:
+            dropped = runs.trim_metrics(out_path / runs.METRICS, trainer.step)
+            if dropped:
+                _info(f"domrand: {out_path / runs.METRICS}: dropped {dropped} record(s) written after {resume_from.name}")
         if resume_from is None:
             atomic_write_text(out_path / runs.CONFIG, dump_yaml(cfg))
             atomic_write_text(out_path / runs.COMMAND, cmd + "\n")

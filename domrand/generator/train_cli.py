@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from domrand import cli_args
+
 DEFAULT_PRESET = "small64"
 
 
@@ -29,15 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(with --resume: the run's own config.yaml)",
     )
     parser.add_argument("--out", required=True, help="run directory, e.g. runs/NAME (must be new or empty unless --resume)")
-    parser.add_argument("--kimg", type=float, help="total training length in thousands of real images (overrides the preset)")
-    parser.add_argument("--batch", type=int, help="global batch size (overrides the preset)")
-    parser.add_argument("--resume", action="store_true", help="continue the newest complete checkpoint in --out")
+    parser.add_argument("--kimg", type=cli_args.positive_float, help="total training length in thousands of real images (overrides the preset)")
+    parser.add_argument("--batch", type=cli_args.positive_int, help="global batch size (overrides the preset)")
+    parser.add_argument("--resume", action="store_true", help="continue the newest intact checkpoint in --out")
+    parser.add_argument("--allow-changes", action="store_true", help="with --resume: accept a dataset other than the run's")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and a dataset summary, then exit")
     parser.add_argument("--progressive", action="store_true", help="progressive-growing curriculum (training.progressive)")
     parser.add_argument("--cache-dir", help="dataset cache folder (default $DOMRAND_CACHE_DIR or ~/.cache/domrand/datasets)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=cli_args.positive_int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
     # Under torchrun (WORLD_SIZE > 1) the job is data-parallel: see docs/scaling.md.
@@ -73,6 +76,7 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
         seed=args.seed,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
+        allow_changes=args.allow_changes,
         **kwargs,
     )
 
@@ -124,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
             return _main_distributed(args, progressive)
         if int(os.environ.get("RANK", "0")) != 0:  # --dry-run under torchrun: rank 0 prints
             return 0
-    resume_from = train.prepare_run_dir(out, args.resume)
+    resume_from = train.prepare_run_dir(out, args.resume, log=train._info if args.dry_run else None)
     if not args.dry_run:
         resolve_device(args.device)  # fail early on a missing GPU
 
