@@ -17,21 +17,41 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from domrand import cli_args
 from domrand.utils import resolve_device
 
 UPSCALE = 2  # pixels are shown 2x (nearest) so 64x64 frames are legible
 LABEL_WIDTH = 92
 
 
+def _env_id(text: str) -> str:
+    """A registered domrand env id (the demo drives domrand's experts)."""
+    import gymnasium as gym
+
+    import domrand  # noqa: F401  (registers the envs)
+
+    known = sorted(k for k in gym.registry if k.startswith("domrand/"))
+    if text not in known:
+        raise argparse.ArgumentTypeError(f"unknown env {text!r}; accepted: {', '.join(known)}")
+    return text
+
+
+def _steps(text: str) -> int:
+    value = cli_args.positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="domrand/Reach-v0", help="a domrand env id (default: domrand/Reach-v0)")
+    parser.add_argument("--env", type=_env_id, default="domrand/Reach-v0", help="a domrand env id (default: domrand/Reach-v0)")
     parser.add_argument("--out", default="demo", help="output folder (default: demo/)")
-    parser.add_argument("--steps", type=int, default=40, help="episode length to record (default: 40)")
+    parser.add_argument("--steps", type=_steps, default=40, help="episode length to record (default: 40)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--bundle", default=None, help="bundle folder or file (default: the bundled model)")
-    parser.add_argument("--styles", type=int, default=4, help="randomizations per frame in the grid (default: 4)")
-    parser.add_argument("--columns", type=int, default=5, help="frames of the episode shown in the grid (default: 5)")
-    parser.add_argument("--seed", type=int, default=0, help="env and style seed (default: 0)")
+    parser.add_argument("--styles", type=cli_args.positive_int, default=4, help="randomizations per frame in the grid (default: 4)")
+    parser.add_argument("--columns", type=cli_args.positive_int, default=5, help="frames of the episode shown in the grid (default: 5)")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="env and style seed (default: 0)")
 
 
 def record_frames(env_id: str, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +125,8 @@ def main(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise ValueError(f"--steps must be at least 2, got {args.steps}")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} is a file; accepted: a folder (created when missing)")
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()

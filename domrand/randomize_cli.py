@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from domrand import cli_args
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -19,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--out", required=True, help="output folder for the randomized PNGs")
     parser.add_argument("--bundle", default=None, help="bundle folder or file (default: the one packaged with domrand)")
-    parser.add_argument("--n", type=int, default=4, help="randomizations per input image (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="style seed (default 0)")
-    parser.add_argument("--psi", type=float, default=None, help="truncation of sampled fine styles")
-    parser.add_argument("--mix", type=float, default=None, help="0 = frame styles, 1 = sampled styles")
-    parser.add_argument("--keep-resolution", type=int, default=None, help="resolution up to which the frame is kept")
-    parser.add_argument("--refine-steps", type=int, default=None, help="optimization steps refining the inversion")
+    parser.add_argument("--n", type=cli_args.positive_int, default=4, help="randomizations per input image (default 4)")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="style seed (default 0)")
+    parser.add_argument("--psi", type=cli_args.finite_float, default=None, help="truncation of sampled fine styles")
+    parser.add_argument("--mix", type=cli_args.unit_float, default=None, help="0 = frame styles, 1 = sampled styles")
+    parser.add_argument("--keep-resolution", type=cli_args.power_of_two, default=None, help="resolution up to which the frame is kept")
+    parser.add_argument("--refine-steps", type=cli_args.nonnegative_int, default=None, help="optimization steps refining the inversion")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--traceback", action="store_true", help="show a full traceback on errors")
 
@@ -47,6 +49,9 @@ def main(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     files = _inputs(Path(args.input))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} is a file; accepted: a folder for the randomized PNGs (created when missing)")
     bundle = args.bundle if args.bundle is not None else default_bundle_path()
     options = {
         k: v
@@ -59,7 +64,6 @@ def main(args: argparse.Namespace) -> int:
         if v is not None
     }
     randomizer = StyleRandomizer.from_bundle(bundle, device=args.device, seed=args.seed, **options)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     for f_idx, path in enumerate(files):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from domrand import cli_args
 from domrand.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
 
 CONDITIONS = ("none", "classic", "augment", "stylegan", "oracle")
@@ -306,13 +307,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="smoke", help="benchmark preset name or YAML path (configs/benchmark/<name>.yaml)")
     parser.add_argument("--conditions", nargs="+", default=None, metavar="C", help=f"subset of: {' '.join(CONDITIONS)}")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="T", help=f"subset of: {' '.join(TASKS)}")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="number of seeds (overrides the config)")
+    parser.add_argument("--seeds", type=cli_args.positive_int, default=None, metavar="N", help="number of seeds (overrides the config)")
     parser.add_argument("--targets", nargs="+", default=None, metavar="P", help="target presets (target-a target-b ... or seed:N)")
     parser.add_argument("--bundle", default=None, help=f"stylegan bundle path, {BUNDLED!r} (the packaged model) or {UNTRAINED_BUNDLE!r} (machinery check)")
     parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<config name>)")
     parser.add_argument("--cache", default=None, help="frame cache folder (default ~/.cache/domrand/transfer)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (0 = default)")
+    parser.add_argument("--threads", type=cli_args.nonnegative_int, default=None, help="torch CPU threads (0 = default)")
     parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override config values (dotted keys, YAML values), e.g. localization.epochs=5")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

@@ -286,3 +286,32 @@ def test_bad_vector_space_and_options(randomizer) -> None:
         VectorStyleRandomization(venv, randomizer)
     with pytest.raises(TypeError, match="bundle path"):
         StyleRandomizationObservation(ImageEnv(), randomizer, psi=0.5)
+
+
+class _BadFrameEnv(ImageEnv):
+    """An ImageEnv whose frames are empty or of another size than its declared space."""
+
+    def __init__(self, bad_shape, **kw):
+        super().__init__(**kw)
+        self.bad_shape = bad_shape
+
+    def _frame(self) -> np.ndarray:
+        return np.zeros(self.bad_shape, np.uint8)
+
+
+@pytest.mark.parametrize(
+    "bad_shape, words",
+    [
+        ((0, 0, 3), "the env returned an empty frame (shape (0, 0, 3)); accepted: a uint8 image of the declared shape (24, 24, 3)"),
+        ((32, 32, 3), "the env returned a frame of shape (32, 32, 3), but its observation space declares (24, 24, 3)"),
+    ],
+)
+def test_empty_or_wrong_size_frames_are_a_clear_error(randomizer, bad_shape, words) -> None:
+    env = StyleRandomizationObservation(_BadFrameEnv(bad_shape), randomizer)
+    with pytest.raises(ValueError) as exc:
+        env.reset(seed=0)
+    assert words in str(exc.value)
+    # a vector env hands its batch to the wrapper (SyncVectorEnv itself refuses mis-sized frames earlier)
+    venv = VectorStyleRandomization(gym.vector.SyncVectorEnv([lambda: ImageEnv()] * 2), randomizer)
+    with pytest.raises(ValueError, match=r"^observations: the env returned (an empty frame|a frame of shape \(2, 32, 32, 3\))"):
+        venv.observations(np.zeros((2, *bad_shape), np.uint8))

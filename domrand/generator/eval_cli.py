@@ -23,16 +23,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from domrand import cli_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory, checkpoint directory or G_ema .safetensors file")
     parser.add_argument("--data", help="dataset (folder or .npz/.npy); default: the one recorded in the run")
-    parser.add_argument("--num-images", type=int, help="generated and real images to compare (default: the run's swd_images, else 1024)")
+    parser.add_argument("--num-images", type=cli_args.positive_int, help="generated and real images to compare (default: the run's swd_images, else 1024)")
     parser.add_argument("--best", action="store_true", help="evaluate G_ema_best.safetensors of a run directory")
-    parser.add_argument("--psi", type=float, default=1.0, help="truncation psi of the generated images (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of latents, noise and SWD projections (default 0)")
+    parser.add_argument("--psi", type=cli_args.finite_float, default=1.0, help="truncation psi of the generated images (default 1)")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="seed of latents, noise and SWD projections (default 0)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--batch", type=int, default=32, help="generation batch size (default 32)")
+    parser.add_argument("--batch", type=cli_args.positive_int, default=32, help="generation batch size (default 32)")
     parser.add_argument("--inception", help="local Inception TorchScript file; enables FID (nothing is downloaded)")
     parser.add_argument("--cache-dir", help="dataset cache folder")
     parser.add_argument("--json", help="also write the result JSON to this file")

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from domrand import cli_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inverter", required=True, help="inverter run dir or E.safetensors")
@@ -38,19 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-frames", default=None, help="export-frames --masks folder of target frames: trains the segmenter")
     parser.add_argument("--target-eval-frames", default=None, help="held-out target frames with masks (default: 20%% of --target-frames)")
     parser.add_argument("--sim-frames", default=None, help="export-frames --masks folder of sim frames to randomize")
-    parser.add_argument("--n-gen", type=int, default=256, help="held-out generator samples for PSNR/SSIM")
-    parser.add_argument("--max-images", type=int, default=512, help="use at most this many images per set")
-    parser.add_argument("--refine-steps", type=int, default=None, help="refinement steps (default: the inverter config's, else 20)")
-    parser.add_argument("--refine-lr", type=float, default=0.02, help="refinement Adam step size")
-    parser.add_argument("--psi", type=float, default=0.7, help="truncation of the resampled fine styles")
-    parser.add_argument("--seg-steps", type=int, default=400, help="segmenter training steps")
+    parser.add_argument("--n-gen", type=cli_args.positive_int, default=256, help="held-out generator samples for PSNR/SSIM")
+    parser.add_argument("--max-images", type=cli_args.positive_int, default=512, help="use at most this many images per set")
+    parser.add_argument("--refine-steps", type=cli_args.nonnegative_int, default=None, help="refinement steps (default: the inverter config's, else 20)")
+    parser.add_argument("--refine-lr", type=cli_args.positive_float, default=0.02, help="refinement Adam step size")
+    parser.add_argument("--psi", type=cli_args.finite_float, default=0.7, help="truncation of the resampled fine styles")
+    parser.add_argument("--seg-steps", type=cli_args.positive_int, default=400, help="segmenter training steps")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    parser.add_argument("--latency-repeats", type=int, default=10, help="timed repeats at batch 1 (batch 64: a third)")
+    parser.add_argument("--latency-repeats", type=cli_args.positive_int, default=10, help="timed repeats at batch 1 (batch 64: a third)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=64, help="evaluation batch size")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0)
+    parser.add_argument("--batch", type=cli_args.positive_int, default=64, help="evaluation batch size")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
 
 

@@ -73,6 +73,27 @@ def find_pixels(space: spaces.Space, pixel_key: str | None) -> tuple[str | None,
     return None, image_layout(space)
 
 
+def pixel_shape(space: spaces.Space, pixel_key: str | None) -> tuple[int, ...]:
+    """The declared shape of the image entry of an observation space."""
+    return tuple(int(s) for s in (space if pixel_key is None else space[pixel_key]).shape)
+
+
+def check_frames(frames: Any, shape: tuple[int, ...], what: str = "observation") -> None:
+    """Refuse an empty frame, or one whose shape differs from the declared space, in one clear line.
+
+    ``shape``: the expected array shape (for a vector env: ``(num_envs, *single shape)``)."""
+    got = tuple(int(s) for s in getattr(frames, "shape", ()))
+    if not got or 0 in got:
+        raise ValueError(
+            f"{what}: the env returned an empty frame (shape {got}); accepted: a uint8 image of the declared shape {shape}"
+        )
+    if got != shape:
+        raise ValueError(
+            f"{what}: the env returned a frame of shape {got}, but its observation space declares {shape}; "
+            "make the env render at its declared size (or declare the size it renders)"
+        )
+
+
 def render_env(env: gym.Env) -> gym.Env:
     """Make ``env.render()`` (rgb_array) the observation, like ``AddRenderObservation(render_only=True)``."""
     mode = getattr(env, "render_mode", None)
@@ -103,6 +124,7 @@ class PixelTransformObservation(gym.ObservationWrapper):
             env = render_env(env)
         super().__init__(env)
         self.pixel_key, self.channels_first = find_pixels(env.observation_space, pixel_key)
+        self.frame_shape = pixel_shape(env.observation_space, self.pixel_key)
         self.resample_every = parse_resample(resample)
         self.transform = transform
         (self.env_id,) = transform.allocate_env_ids(1)
@@ -130,7 +152,9 @@ class PixelTransformObservation(gym.ObservationWrapper):
 
     def observation(self, observation: Any) -> Any:
         if self.pixel_key is None:
+            check_frames(observation, self.frame_shape)
             return self.transform.randomize(observation, [self.env_id], channels_first=self.channels_first)
+        check_frames(observation[self.pixel_key], self.frame_shape, f"observation[{self.pixel_key!r}]")
         out = dict(observation)
         out[self.pixel_key] = self.transform.randomize(
             observation[self.pixel_key], [self.env_id], channels_first=self.channels_first

@@ -13,7 +13,15 @@ from typing import Any, Sequence
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper
 
-from domrand.wrappers.style import _STYLE_SALT, FrameTransform, find_pixels, make_randomizer, parse_resample
+from domrand.wrappers.style import (
+    _STYLE_SALT,
+    FrameTransform,
+    check_frames,
+    find_pixels,
+    make_randomizer,
+    parse_resample,
+    pixel_shape,
+)
 
 
 class VectorPixelTransform(VectorObservationWrapper):
@@ -28,6 +36,7 @@ class VectorPixelTransform(VectorObservationWrapper):
     ):
         super().__init__(env)
         self.pixel_key, self.channels_first = find_pixels(env.single_observation_space, pixel_key)
+        self.frame_shape = (int(env.num_envs), *pixel_shape(env.single_observation_space, self.pixel_key))
         self.resample_every = parse_resample(resample)
         self.transform = transform
         self.env_ids = transform.allocate_env_ids(self.num_envs)
@@ -80,7 +89,9 @@ class VectorPixelTransform(VectorObservationWrapper):
 
     def observations(self, observations: Any) -> Any:
         if self.pixel_key is None:
+            check_frames(observations, self.frame_shape, "observations")
             return self.transform.randomize(observations, self.env_ids, channels_first=self.channels_first)
+        check_frames(observations[self.pixel_key], self.frame_shape, f"observations[{self.pixel_key!r}]")
         out = dict(observations)
         out[self.pixel_key] = self.transform.randomize(
             observations[self.pixel_key], self.env_ids, channels_first=self.channels_first
