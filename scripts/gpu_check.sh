@@ -39,7 +39,13 @@ fi
 # 2. domrand itself.
 if ! python3 -c "import domrand" >> "$setup_log" 2>&1; then
     say "installing domrand (editable, no dependencies)"
-    python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$setup_log" 2>&1 || say "domrand install failed"
+    if ! python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$setup_log" 2>&1; then
+        # Fallback: the layout an install makes (envs/ and configs/ inside the package), by links.
+        say "editable install failed; linking domrand/envs and domrand/configs and using PYTHONPATH"
+        ln -sfn ../envs domrand/envs && ln -sfn ../configs domrand/configs
+        export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    python3 -c "import domrand" >> "$setup_log" 2>&1 || say "domrand still does not import (see setup.log)"
 fi
 
 # 3. PyCUDA from source.
@@ -59,7 +65,7 @@ build_pycuda() {
     [ -n "$real" ] && ln -sf "$real" "$libdir/libcuda.so"
     say "building PyCUDA from $sdist (CUDA root $cuda_root, libcuda $real, $(nproc) jobs)"
     rm -rf "$src" && mkdir -p "$src" && tar xzf "$sdist" -C "$src" --strip-components 1 || return 1
-    (cd "$src" && python3 configure.py --cuda-root="$cuda_root" --cudadrv-lib-dir="$libdir,$cuda_root/lib64" \
+    (cd "$src" && python3 configure.py --cuda-root="$cuda_root" --cudadrv-lib-dir="$libdir,$cuda_root/lib64" --no-cuda-enable-curand \
         && python3 setup.py build_ext --inplace -j "$(nproc)") >> "$work/pycuda_build.log" 2>&1 || return 1
     export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
     python3 -c "import pycuda.driver as d; d.init(); print('pycuda', d.get_version(), d.Device(0).name())" >> "$setup_log" 2>&1

@@ -2,8 +2,9 @@
 
 For each preset, ops backend and batch size, times ``StyleRandomizer.randomize`` on uint8 frames
 at the generator's resolution (styles resampled once beforehand): median of ``--repeats`` timed
-calls after ``--warmup`` untimed ones. Uses untrained networks of the preset's shape unless
-``--bundle`` names a trained bundle (speed does not depend on the weights).
+calls after ``--warmup`` untimed ones. Uses untrained networks of the preset's shape (the inverter preset of
+the same name, or ``small64``'s where none exists) unless ``--bundle`` names a trained bundle (speed
+does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ def main(args: argparse.Namespace) -> int:
             if preset is None:
                 R = StyleRandomizer.from_bundle(args.bundle, device=device, seed=0, dtype=args.dtype)
             else:
-                G, E = untrained_networks(preset, preset, device)
+                from domrand.config import preset_names
+
+                # An inverter preset of the generator's name if one exists, else the small64 inverter
+                # (Inverter.for_generator sizes it to the generator).
+                inverter = preset if preset in preset_names("inverter") else "small64"
+                G, E = untrained_networks(preset, inverter, device)
                 R = StyleRandomizer(G, E, seed=0, dtype=args.dtype, max_batch=max(batches))
             res = R.resolution
             for backend in backends:
