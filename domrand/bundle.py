@@ -261,7 +261,7 @@ def _read_info_file(info_path: Path) -> Any:
         raise CheckpointError(f"{info_path}: {size} bytes; accepted: a bundle.json of at most {MAX_INFO_BYTES} bytes")
     try:
         return json.loads(info_path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, oversized integers, depth
         detail = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
         raise CheckpointError(f"{info_path}: invalid JSON ({detail}); accepted: a JSON object written by 'domrand bundle'") from None
 

@@ -210,8 +210,8 @@ def _json_meta(path: Path | str, meta: dict[str, str], key: str, default: str | 
         raise CheckpointError(f"{path}: metadata key {key!r} is missing; accepted: a JSON object")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError, TypeError) as exc:
-        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+    except (ValueError, RecursionError, TypeError) as exc:  # JSONDecodeError, oversized integers, depth
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
         raise CheckpointError(f"{path}: metadata key {key!r} is not valid JSON ({detail}); accepted: a JSON object") from None
 
 
