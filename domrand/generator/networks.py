@@ -89,7 +89,8 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if update_emas:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                # float32 even when x is bf16 under autocast (lerp needs matching dtypes)
+                self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(0).lerp(self.w_avg, self.w_avg_beta))
         ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         return self.truncate(ws, psi, cutoff)
 
