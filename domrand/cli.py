@@ -93,10 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sub = _Parser(prog=f"domrand {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
-    try:
-        args = sub.parse_args(rest)
-    except SystemExit as exc:  # --help (0) or a bad argument (2, one line already printed)
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    args = sub.parse_args(rest)  # --help exits 0; a bad argument exits 2 after one line (_Parser.error)
     from domrand.cuda.dispatch import CudaUnavailableError
 
     try:

@@ -289,7 +289,11 @@ def test_bundle_command_refuses_invalid_options(tmp_path, pair, capsys, args, wo
     checkpoint.save_network(tmp_path / "G_ema.safetensors", G)
     checkpoint.save_network(tmp_path / "E.safetensors", E)
     argv = ["bundle", "--generator", str(tmp_path / "G_ema.safetensors"), "--inverter", str(tmp_path / "E.safetensors")]
-    assert cli_main(argv + ["--out", str(tmp_path / "out")] + args) == 2
+    try:
+        code = cli_main(argv + ["--out", str(tmp_path / "out")] + args)
+    except SystemExit as exc:  # argparse refuses the value itself
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
