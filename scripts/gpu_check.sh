@@ -8,6 +8,7 @@
 #   * domrand is installed in editable mode without dependencies if it does not import;
 #   * PyCUDA is built from its source distribution (.whl/pycuda-*.tar.gz or $PYCUDA_SDIST) with all
 #     cores, against the CUDA toolkit that nvcc belongs to, unless it already imports.
+# GPU_CHECK_SKIP_PYCUDA=1 skips the build (e.g. a rerun of the training step alone).
 # --dry skips the PyCUDA build and runs every step on the CPU at toy size (the test suite does this).
 # The whole run keeps to $GPU_CHECK_MINUTES (default 9.5) minutes; report.json is written as it goes.
 set -uo pipefail
@@ -70,7 +71,9 @@ build_pycuda() {
     export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
     python3 -c "import pycuda.driver as d; d.init(); print('pycuda', d.get_version(), d.Device(0).name())" >> "$setup_log" 2>&1
 }
-if [ "$dry" = 0 ]; then
+if [ "$dry" = 0 ] && [ "${GPU_CHECK_SKIP_PYCUDA:-0}" = 1 ]; then
+    say "GPU_CHECK_SKIP_PYCUDA=1: no PyCUDA build (the kernels stay unavailable; torch ops run)"
+elif [ "$dry" = 0 ]; then
     if python3 -c "import pycuda.driver" > /dev/null 2>&1; then
         say "PyCUDA already importable"
     elif build_pycuda; then

@@ -203,3 +203,22 @@ def test_ada_controller_state_round_trip_and_reduce_hook() -> None:
     assert ada.update(pipe, reduce=fake_all_reduce) == pytest.approx(0.49)
     assert seen[0].tolist() == [10.0, 10.0] and ada.r_t == pytest.approx(-0.5)
     assert math.isclose(ada.step_size, 0.01)
+
+
+def test_grid_sample_reflect_matches_torch_and_is_twice_differentiable():
+    """The warp's sampler equals F.grid_sample and has a checked double backward (R1 through ADA
+    needs it; PyTorch's CUDA grid sampler has none)."""
+    from torch.nn import functional as F
+
+    from domrand.generator.augment import grid_sample_reflect
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    theta = torch.tensor([[[0.9, 0.2, 0.1], [-0.3, 1.1, -0.2]], [[1.2, 0.0, 0.3], [0.1, -0.8, 0.0]]], dtype=torch.float64)
+    grid = F.affine_grid(theta, [2, 3, 6, 5], align_corners=False)
+    want = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    torch.testing.assert_close(grid_sample_reflect(x, grid), want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: grid_sample_reflect(t, grid), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: grid_sample_reflect(t, grid), (x,))
+    with pytest.raises(ValueError, match="must not require grad"):
+        grid_sample_reflect(x, grid.clone().requires_grad_())

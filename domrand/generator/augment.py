@@ -27,6 +27,56 @@ COLOUR = ("brightness", "contrast", "hue", "saturation")
 TRANSFORMS = GEOMETRIC + COLOUR + ("cutout",)
 
 
+# ------------------------------------------------------------------------------------------------
+# Bilinear, reflection-padded grid sampling that is differentiable twice with respect to the image.
+# R1 on augmented reals differentiates D's input gradient again, through the warp; PyTorch's CUDA
+# grid sampler has no derivative for its backward. The sampler is linear in the image for a fixed
+# grid, so its backward is the adjoint operator and the backward of that is the sampler again.
+
+_BILINEAR, _REFLECTION = 0, 2  # aten's interpolation and padding mode codes
+
+
+class _GridSampleAdjoint(torch.autograd.Function):
+    """``grad_output [N, C, Ho, Wo] -> grad_input [N, C, H, W]`` of the sampler at a fixed grid."""
+
+    @staticmethod
+    def forward(ctx, grad_output: torch.Tensor, grid: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        grad_input, _ = torch.ops.aten.grid_sampler_2d_backward(
+            grad_output, like, grid, _BILINEAR, _REFLECTION, False, [True, False])
+        return grad_input
+
+    @staticmethod
+    def backward(ctx, grad_grad_input: torch.Tensor):
+        (grid,) = ctx.saved_tensors
+        return _GridSample.apply(grad_grad_input, grid), None, None
+
+
+class _GridSample(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        ctx.x_meta = (x.shape, x.dtype, x.device)
+        return torch.ops.aten.grid_sampler_2d(x, grid, _BILINEAR, _REFLECTION, False)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grid,) = ctx.saved_tensors
+        shape, dtype, device = ctx.x_meta
+        like = torch.empty(shape, dtype=dtype, device=device)  # only its shape is read
+        return _GridSampleAdjoint.apply(grad_output, grid, like), None
+
+
+def grid_sample_reflect(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``F.grid_sample(x, grid, "bilinear", "reflection", align_corners=False)``, twice differentiable in ``x``.
+
+    x ``[N, C, H, W]``; grid ``[N, Ho, Wo, 2]`` in [-1, 1] (constant: no gradient flows to it).
+    """
+    if grid.requires_grad:
+        raise ValueError("grid_sample_reflect: the grid must not require grad (only the image is differentiated)")
+    return _GridSample.apply(x, grid.to(x.dtype))
+
+
 def _rotation(angle: torch.Tensor) -> torch.Tensor:
     """``[N]`` angles -> ``[N, 3, 3]`` homogeneous 2D rotations."""
     c, s = torch.cos(angle), torch.sin(angle)
@@ -257,7 +307,7 @@ class AugmentPipe(nn.Module):
         from_norm = torch.diag(torch.tensor([width / 2.0, height / 2.0, 1.0], device=x.device))
         theta = (to_norm @ g @ from_norm)[:, :2, :].to(x.dtype)
         grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return grid_sample_reflect(x, grid.detach())
 
 
 class AdaController:
