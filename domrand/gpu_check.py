@@ -257,6 +257,7 @@ def train(work: Path, report: Report, dry: bool, device: str, target: str | None
     if code != 0:
         raise RuntimeError(f"train-generator calibration failed (exit {code}); see train_generator_calibration.log")
     rate = float(re.findall(r"at ([\d.]+) img/s", text)[-1])
+    result["inverter_smoke"] = _inverter_smoke(work, g_run, preset, target, sim, device)
     left = g_seconds - (time.monotonic() - started)
     kimg = 0.5 if dry else max(calib_kimg, round(calib_kimg + 0.75 * rate * left / 1000.0, 1))
     result["generator"] = {"calibration_img_per_s": rate, "planned_kimg": kimg}
@@ -268,6 +269,10 @@ def train(work: Path, report: Report, dry: bool, device: str, target: str | None
             if not (g_run / "G_ema.safetensors").is_file():
                 raise RuntimeError(f"train-generator failed (exit {code}); see train_generator.log")
     result["generator"].update(_generator_summary(g_run, text))
+    _keep_run_files(g_run, "G", art)
+    shutil.copy(g_run / "G_ema.safetensors", art / "G_ema.safetensors")
+    if result["inverter_smoke"]["exit_code"] != 0:
+        raise RuntimeError("the inverter smoke run failed (see train_inverter_smoke.log); generator kept in artifacts/")
     e_minutes = max(0.1, (report.left() - (15 if dry else 40)) / 60.0)
     sets = ["training.metrics_kimg=0.5", "training.snapshot_kimg=0.5"] if dry else [
         "training.metrics_kimg=10", "training.snapshot_kimg=10",
@@ -287,16 +292,29 @@ def train(work: Path, report: Report, dry: bool, device: str, target: str | None
                       work / "bundle.log", 120)
     if code != 0:
         raise RuntimeError(f"bundle failed (exit {code}); see bundle.log")
-    for name in ("metrics.jsonl", "config.yaml", "command.txt"):
-        for run, label in ((g_run, "G"), (e_run, "E")):
-            if (run / name).is_file():
-                shutil.copy(run / name, art / f"{label}_{name}")
-    for png in sorted(g_run.glob("samples_*.png"))[-2:]:
-        shutil.copy(png, art / png.name)
-    for png in sorted(e_run.glob("*.png"))[-2:]:
-        shutil.copy(png, art / f"E_{png.name}")
+    _keep_run_files(e_run, "E", art)
+    (art / "G_ema.safetensors").unlink()  # the bundle holds it now
     result["bundle_files"] = {p.name: p.stat().st_size for p in sorted(bundle.iterdir())}
     return result
+
+
+def _inverter_smoke(work: Path, g_run: Path, preset: str, target: str, sim: str, device: str) -> dict[str, Any]:
+    """A few inverter steps on the calibration generator: finds device-specific failures early."""
+    code, text = _run(_domrand("train-inverter", "--generator", str(g_run), "--config", preset,
+                               "--out", str(work / "runs" / "E_smoke"), "--target-data", target, "--sim-data", sim,
+                               "--kimg", "0.1", "--max-minutes", "0.5", "--device", device, "--seed", "0",
+                               "--no-progress", "--set", "training.metrics_kimg=0.1", "--set", "training.snapshot_kimg=0.1"),
+                      work / "train_inverter_smoke.log", 120)
+    return {"exit_code": code, "last_lines": text.strip().splitlines()[-2:]}
+
+
+def _keep_run_files(run: Path, label: str, art: Path) -> None:
+    """Copy a run's metrics, config, command and newest sample sheets into the artifacts."""
+    for name in ("metrics.jsonl", "config.yaml", "command.txt"):
+        if (run / name).is_file():
+            shutil.copy(run / name, art / f"{label}_{name}")
+    for png in sorted(run.glob("*.png"))[-3:]:
+        shutil.copy(png, art / f"{label}_{png.name}")
 
 
 def _generator_summary(run: Path, text: str) -> dict[str, Any]:
