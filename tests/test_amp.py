@@ -22,3 +22,18 @@ def test_bf16_autocast_training_steps_run_and_keep_float32_state():
     w_avg = trainer.G.mapping.w_avg
     assert w_avg.dtype == torch.float32 and not torch.equal(w_avg, w_avg_before)
     assert all(p.dtype == torch.float32 for p in trainer.G.parameters())
+
+
+def test_random_noise_from_a_cpu_generator_lands_on_another_device():
+    """Trainers seed CPU generators; noise for a CUDA synthesis must still be drawn from them (a CUDA
+    run of train-inverter failed here). The meta device stands in for CUDA on a CPU-only machine."""
+    from domrand.config import GeneratorConfig, load_config
+    from domrand.generator.networks import Generator
+
+    G = Generator(load_config("tiny", GeneratorConfig).network)
+    layer = next(m for m in G.modules() if hasattr(m, "draw_noise"))
+    out = layer.draw_noise(2, "random", torch.device("meta"), torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == (2, 1, layer.resolution, layer.resolution)
+    a = layer.draw_noise(2, "random", torch.device("cpu"), torch.Generator().manual_seed(0))
+    b = layer.draw_noise(2, "random", torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)

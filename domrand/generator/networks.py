@@ -163,6 +163,8 @@ class SynthesisLayer(nn.Module):
         """Unit-variance noise ``[N, 1, r, r]`` for ``noise_mode`` (None for ``"none"``)."""
         r = self.resolution
         if noise_mode == "random":
+            if generator is not None and generator.device.type != device.type:  # e.g. a CPU generator for CUDA
+                return torch.randn(n, 1, r, r, device=generator.device, generator=generator).to(device)
             return torch.randn(n, 1, r, r, device=device, generator=generator)
         if noise_mode == "const":
             return self.noise_const.reshape(1, 1, r, r).expand(n, 1, r, r)
