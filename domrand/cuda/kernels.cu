@@ -1,8 +1,8 @@
 // domrand CUDA kernels: fused bias/activation, FIR resampling (upfirdn2d), fused noise injection
 // and StyleGAN2 demodulation coefficients.
 //
-// STATUS: compiled with nvcc and executed through a CPU emulation build in the test suite
-// (tests/test_cuda_kernels.py), but NOT YET RUN ON A GPU. See docs/cuda.md.
+// STATUS: checked against the reference through a CPU emulation build in the test suite
+// (tests/test_cuda_kernels.py) and on a GPU (H200, CUDA 13.0: pytest -m gpu passed). See docs/cuda.md.
 //
 // Written for domrand (Apache-2.0). Design rules that keep these kernels simple to check:
 //   * one thread per output element and a grid-stride loop, so any grid size is correct and the
