@@ -82,6 +82,14 @@ class TrainingConfig:
     log_steps: int = 50  # write averaged losses, p and img/s to metrics.jsonl every N steps
     amp: bool = True  # CUDA only, when network.num_fp16_res == 0: bf16 autocast of the G/D main passes
     channels_last: bool = False  # CUDA only: channels_last memory format for D inputs and weights
+    # Fine-tuning (train-generator --init; issue 16): keep the fine-tuned G's layout aligned with its start's.
+    init: str | None = None  # the generator run, checkpoint, bundle or file the weights started from (None: fresh)
+    init_hash: str | None = None  # weights_hash of that start's G_ema, checked when the run starts and resumes
+    init_from_ema: bool = True  # G starts from the start's G_ema (the generator bundles and inverters use); false: its raw G
+    mapping_lr_mult: float | None = None  # Adam lr factor of the mapping network on top of network.mapping_lr_mult; 0 = frozen; None: 0 with init, else 1
+    freeze_d: int | None = None  # FreezeD: the first N discriminator blocks (highest resolution, nearest the image) stay frozen; None: 1 with init, else 0
+    init_feature_weight: float = 0.0  # weight of the MSE between G's coarse features and the start's (same ws and noise); needs init
+    keep_resolution: int = 16  # "coarse" for init_feature_weight: synthesis blocks up to this resolution
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Image metrics without pretrained weights: sliced Wasserstein distance, PSNR, SSIM, MS-SSIM.
+"""Image metrics without pretrained weights: sliced Wasserstein distance, PSNR, SSIM, MS-SSIM, and
+the layout agreement of two generators for the same latent (``layout_agreement``, issue 16).
 
 Image inputs: ``uint8 [N, H, W, C]`` (numpy or torch, values 0..255) or float ``[N, C, H, W]``
 (numpy or torch) in ``[-1, 1]``. :func:`to_float_images` turns either into float ``[N, C, H, W]``
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["ms_ssim", "psnr", "ssim", "swd", "to_float_images"]
+__all__ = ["layout_agreement", "ms_ssim", "psnr", "ssim", "structure_map", "swd", "to_float_images"]
 
 Images = np.ndarray | torch.Tensor
 
@@ -307,3 +308,93 @@ def swd(
         result[f"swd{res}"] = _sorted_projection_distance(a, b, dirs / std) * 1e3
     result["mean"] = float(np.mean(list(result.values())))
     return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Layout agreement of two generators (same w -> same layout?)
+
+
+def structure_map(images: Images, blur: bool = True) -> torch.Tensor:
+    """Edge strength of each image: Sobel gradient magnitude of the luminance, ``[N, H, W]``.
+
+    ``images``: see :func:`to_float_images`. ``blur``: a 3x3 binomial low-pass first, so pixel
+    noise counts less than edges. Colour changes that keep the luminance edges keep the map.
+    """
+    x = to_float_images(images).float()
+    if x.shape[1] == 3:
+        x = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    elif x.shape[1] != 1:
+        raise ValueError(f"structure_map: expected 1 or 3 channels, got {x.shape[1]}")
+    if blur:
+        k = torch.tensor([1.0, 2.0, 1.0], device=x.device)
+        k = (k[:, None] * k[None, :] / 16).reshape(1, 1, 3, 3)
+        x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
+    sx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device)
+    kernels = torch.stack([sx, sx.t()]).unsqueeze(1)  # [2, 1, 3, 3]
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels)
+    return g.square().sum(1).add(1e-12).sqrt()
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row Pearson correlation of ``[N, ...]`` tensors: ``[N]`` (0 for a constant row)."""
+    a = a.flatten(1).double()
+    b = b.flatten(1).double()
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den))
+
+
+@torch.no_grad()
+def layout_agreement(
+    G_a: torch.nn.Module,
+    G_b: torch.nn.Module,
+    n: int = 256,
+    *,
+    seed: int = 0,  # seeds the shared latents
+    psi: float = 1.0,  # truncation of the shared ws (G_a's w_avg)
+    batch: int = 32,  # images rendered per forward pass
+    noise_mode: str = "const",  # each generator's own constant noise (a fine-tuned G keeps its start's)
+    blur: bool = True,  # see structure_map
+) -> dict[str, float]:
+    """Do two generators draw the same layout for the same latent?
+
+    ``n`` shared ws ``[n, num_ws, w_dim]`` come from ``G_a.mapping`` (fixed-seed z); both generators
+    render them (``synthesis``, ``noise_mode``); each image becomes a structure map (Sobel
+    magnitude of luminance, :func:`structure_map`; ``G_b``'s images are resized to ``G_a``'s
+    resolution when they differ). ``same_w`` is the mean Pearson correlation of the maps of the
+    same w (``a_i`` vs ``b_i``), ``mismatched`` the same over pairs of different ws (``a_i`` vs
+    ``b_{i-1}``), i.e. what a shared scene layout alone gives. A fine-tuned generator that keeps its
+    start's layout has ``same_w`` well above ``mismatched``; unrelated generators have them about
+    equal. Returns ``{"same_w", "mismatched", "gap": same_w - mismatched, "ratio": same_w /
+    mismatched (inf when mismatched <= 0), "n"}``.
+    """
+    if n < 2:
+        raise ValueError(f"layout_agreement: n must be >= 2 (mismatched pairs need two latents), got {n}")
+    for name, G in (("G_a", G_a), ("G_b", G_b)):
+        if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
+            raise TypeError(f"layout_agreement: {name} must be a Generator (mapping + synthesis), got {type(G).__name__}")
+    if (G_a.num_ws, G_a.w_dim) != (G_b.num_ws, G_b.w_dim):
+        raise ValueError(
+            f"layout_agreement: the generators do not share a W+ space: num_ws/w_dim {G_a.num_ws}/{G_a.w_dim} vs "
+            f"{G_b.num_ws}/{G_b.w_dim}"
+        )
+    dev_a = next(G_a.parameters()).device
+    dev_b = next(G_b.parameters()).device
+    gen = torch.Generator().manual_seed(int(seed))
+    maps_a, maps_b = [], []
+    for i in range(0, n, batch):
+        m = min(batch, n - i)
+        z = torch.randn(m, G_a.z_dim, generator=gen).to(dev_a)
+        ws = G_a.mapping(z, psi=psi)
+        img_a = G_a.synthesis(ws, noise_mode=noise_mode).float().cpu()
+        img_b = G_b.synthesis(ws.to(dev_b), noise_mode=noise_mode).float().cpu()
+        if img_b.shape[-2:] != img_a.shape[-2:]:
+            img_b = F.interpolate(img_b, size=img_a.shape[-2:], mode="area" if img_b.shape[-1] > img_a.shape[-1] else "bilinear")
+        maps_a.append(structure_map(img_a, blur=blur))
+        maps_b.append(structure_map(img_b, blur=blur))
+    a, b = torch.cat(maps_a), torch.cat(maps_b)
+    same = float(_pearson(a, b).mean())
+    mismatched = float(_pearson(a, b.roll(1, dims=0)).mean())
+    ratio = same / mismatched if mismatched > 0 else float("inf")
+    return {"same_w": same, "mismatched": mismatched, "gap": same - mismatched, "ratio": ratio, "n": int(n)}

@@ -9,6 +9,17 @@ TorchScript file (e.g. the widely used ``inception-2015-12-05.pt``); nothing is 
 fed float images in [0, 255], ``[N, 3, 299, 299]``, and called with ``return_features=True`` when
 it accepts that keyword (otherwise plainly); its outputs are flattened to feature vectors.
 Results print as one JSON object and are appended to the run's metrics.jsonl as ``"kind": "eval"``.
+
+``--align OTHER`` measures instead whether the two generators draw the same layout for the same
+latent (``domrand.metrics.layout_agreement``; issue 16): ``--num-images`` (default 256) shared ws
+from the ``--run`` generator's mapping, both rendered with constant noise, structure maps (Sobel
+magnitude of luminance) correlated for the same w (``same_w``) and for mismatched pairs
+(``mismatched``), with their ``gap`` and ``ratio``. ``OTHER`` is a generator run, checkpoint dir,
+bundle or file; a fine-tuning run keeps its start as ``RUN/G_init.safetensors``::
+
+    domrand eval-generator --run runs/gtarget --align runs/gtarget/G_init.safetensors
+
+No dataset is needed; the record is appended as ``"kind": "align"``.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="seed of latents, noise and SWD projections (default 0)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--batch", type=cli_args.positive_int, default=32, help="generation batch size (default 32)")
+    parser.add_argument("--align", metavar="OTHER", help="measure layout agreement with another generator (run, checkpoint dir, bundle or file) instead of SWD")
     parser.add_argument("--inception", help="local Inception TorchScript file; enables FID (nothing is downloaded)")
     parser.add_argument("--cache-dir", help="dataset cache folder")
     parser.add_argument("--json", help="also write the result JSON to this file")
@@ -119,6 +131,45 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return float(np.square(mu_a - mu_b).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_sqrt)
 
 
+def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, device) -> int:
+    """``--align OTHER``: layout agreement of G and OTHER (JSON on stdout, kind "align")."""
+    from domrand.generator import runs
+    from domrand.generator.finetune import load_init
+    from domrand.metrics import layout_agreement
+
+    if args.inception:
+        raise ValueError("--align measures layout agreement only; run FID (--inception) separately")
+    other = load_init(args.align)
+    num = args.num_images or 256
+    if num < 2:
+        raise ValueError(f"--num-images must be at least 2 for --align, got {num}")
+    t0 = time.perf_counter()
+    scores = layout_agreement(G, other.G_ema.to(device), num, seed=args.seed, psi=args.psi, batch=args.batch)
+    extra = getattr(G, "extra", {}) or {}
+    result = {
+        "kind": "align",
+        "generator": str(gen_path),
+        "kimg": extra.get("kimg"),
+        "other": other.files["G_ema"],
+        "other_hash": other.hash,
+        "num_images": int(num),
+        "psi": args.psi,
+        "seed": args.seed,
+        **{k: v for k, v in scores.items() if k != "n"},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    text = json.dumps(result)
+    print(text)
+    if args.json:
+        from domrand.utils import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
+    if run_dir is not None:
+        with open(run_dir / runs.METRICS, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from domrand.checkpoint import load_network
     from domrand.config import GeneratorConfig, load_config
@@ -132,6 +183,8 @@ def main(args: argparse.Namespace) -> int:
     gen_path = runs.resolve_generator(args.run, best=args.best)
     G = load_network(gen_path, "Generator", device=device)
     run_dir = _run_dir_of(gen_path)
+    if args.align:
+        return _align(args, G, gen_path, run_dir, device)
     num = args.num_images
     min_images = 2
     if run_dir is not None:

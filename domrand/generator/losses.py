@@ -6,6 +6,8 @@
 * ``path_length_lengths`` / ``PathLengthRegularizer``: StyleGAN2 path-length regularization on G.
 * ``mixed_ws``: ws with style-mixing regularization (a second latent takes over after a random
   crossover layer).
+* ``coarse_feature_loss``: fine-tuning term keeping G's coarse synthesis features close to those
+  of the frozen start generator for the same ws and noise (FixNoise-style, issue 16).
 * ``auto_r1_gamma`` and ``lazy_adam_hparams``: the usual heuristics for R1 weight and for Adam
   under lazy regularization.
 
@@ -144,6 +146,26 @@ def mixed_ws(
         ws2 = G.mapping(z2, update_emas=False)
         ws = mix_styles(ws, ws2, cross)
     return ws
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning: coarse features of the start generator
+
+
+def coarse_feature_loss(features: dict[int, torch.Tensor], reference: dict[int, torch.Tensor], keep_resolution: int) -> torch.Tensor:
+    """Mean over synthesis blocks ``r <= keep_resolution`` of the MSE between ``features[r]`` and
+    ``reference[r]`` (both ``[N, C_r, r, r]``, as ``SynthesisNetwork(return_extras=True)`` gives
+    them, rendered from the same ws and noise); a scalar. ``reference`` should carry no graph."""
+    keys = sorted(r for r in features if r <= keep_resolution)
+    if not keys:
+        raise ValueError(f"coarse_feature_loss: no feature map at or below resolution {keep_resolution} (have {sorted(features)})")
+    terms = []
+    for r in keys:
+        if r not in reference:
+            raise ValueError(f"coarse_feature_loss: the reference has no features at resolution {r}")
+        assert_shape(f"reference[{r}]", reference[r], list(features[r].shape))
+        terms.append(F.mse_loss(features[r].float(), reference[r].detach().float()))
+    return torch.stack(terms).mean()
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
       swd.png                     SWD-vs-kimg curve
       G_ema.safetensors           latest EMA generator (what users and the inverter load)
       G_ema_best.safetensors      EMA generator with the best SWD so far
+      G_init.safetensors          fine-tuning runs (--init): the start generator (its G_ema), frozen
       checkpoints/kimg-<kimg>/    G, G_ema, D, train_state (.safetensors); written atomically
 
 ``<kimg>`` is ``%06d`` for whole kimg and ``%010.3f`` (e.g. ``000000.512``) otherwise.
@@ -33,6 +34,7 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors", "train_state.safetensors")
 G_EMA = "G_ema.safetensors"
 G_EMA_BEST = "G_ema_best.safetensors"
+G_INIT = "G_init.safetensors"
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
 METRICS = "metrics.jsonl"

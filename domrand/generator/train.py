@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -48,11 +48,12 @@ import torch.nn.functional as F
 
 from domrand import checkpoint as ckpt
 from domrand import distributed as dist_utils
-from domrand.config import GeneratorConfig, dump_yaml, load_config, replace, to_dict
+from domrand.config import GeneratorConfig, dump_yaml, from_dict, load_config, replace, to_dict
 from domrand.generator import runs
 from domrand.generator.losses import (
     PathLengthRegularizer,
     auto_r1_gamma,
+    coarse_feature_loss,
     d_logistic_loss,
     g_nonsaturating_loss,
     lazy_adam_hparams,
@@ -60,6 +61,7 @@ from domrand.generator.losses import (
     path_length_lengths,
     r1_penalty,
 )
+from domrand.generator.layers import block_resolutions
 from domrand.generator.networks import Discriminator, Generator
 from domrand.utils import atomic_write_text, resolve_device
 
@@ -70,6 +72,10 @@ STREAMS = ("z", "mix", "noise", "data", "augment", "pl")
 GRID_ROWS, GRID_COLS = 4, 8  # fixed-latent rows of the sample sheet
 STATE_VERSION = 1
 _INIT_LOCK = threading.Lock()
+# Fine-tuning defaults (training.init set; issue 16): a frozen mapping keeps W itself shared with the
+# start generator, and FreezeD keeps the discriminator's first (highest-resolution) block.
+FINETUNE_MAPPING_LR_MULT = 0.0
+FINETUNE_FREEZE_D = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,12 +89,18 @@ def resolve_config(
     batch: int | None = None,
     progressive: bool | None = None,
     world_size: int = 1,
+    overrides: Mapping[str, Any] | None = None,
 ) -> GeneratorConfig:
-    """Load a preset (name, path or object), apply overrides, fill in ``r1_gamma`` and validate.
+    """Load a preset (name, path or object), apply overrides, fill in ``r1_gamma`` and the
+    fine-tuning defaults (``mapping_lr_mult``, ``freeze_d``: see ``TrainingConfig``) and validate.
 
-    Raises ``ValueError`` (``ConfigError``) with a clear message for impossible settings.
+    ``overrides``: dotted keys (``{"training.freeze_d": 2}``), as ``--set KEY=VALUE`` gives them;
+    their types are checked. Raises ``ValueError`` (``ConfigError``) with a clear message for
+    impossible settings.
     """
     cfg = config if isinstance(config, GeneratorConfig) else load_config(config, GeneratorConfig)
+    if overrides:
+        cfg = from_dict(GeneratorConfig, to_dict(replace(cfg, **dict(overrides))), "config (--set)")
     changes: dict[str, Any] = {}
     if kimg is not None:
         changes["training.kimg"] = float(kimg)
@@ -116,9 +128,29 @@ def resolve_config(
             raise ValueError(
                 f"training.start_resolution must be a power of two in [8, {net.resolution}] for --progressive, got {r0}"
             )
+    fine_tuning = t.init is not None
+    d_blocks = len(block_resolutions(net.resolution, lowest=8))
+    if t.mapping_lr_mult is not None and not (math.isfinite(t.mapping_lr_mult) and t.mapping_lr_mult >= 0):
+        raise ValueError(f"training.mapping_lr_mult must be a finite number >= 0 (0 = frozen mapping), got {t.mapping_lr_mult}")
+    if t.freeze_d is not None and not 0 <= t.freeze_d <= d_blocks:
+        raise ValueError(f"training.freeze_d must be in [0, {d_blocks}] (the discriminator's blocks at {net.resolution}px), got {t.freeze_d}")
+    if not (math.isfinite(t.init_feature_weight) and t.init_feature_weight >= 0):
+        raise ValueError(f"training.init_feature_weight must be a finite number >= 0, got {t.init_feature_weight}")
+    k = t.keep_resolution
+    if k < 4 or k > net.resolution or k & (k - 1):
+        raise ValueError(f"training.keep_resolution must be a power of two in [4, {net.resolution}], got {k}")
+    if t.init_feature_weight > 0 and not fine_tuning:
+        raise ValueError("training.init_feature_weight > 0 needs a start generator to match: pass --init (training.init)")
+    if t.init_hash is not None and not fine_tuning:
+        raise ValueError("training.init_hash is set but training.init is not")
+    filled: dict[str, Any] = {}
     if t.r1_gamma is None:
-        cfg = replace(cfg, **{"training.r1_gamma": auto_r1_gamma(net.resolution, t.batch)})
-    return cfg
+        filled["training.r1_gamma"] = auto_r1_gamma(net.resolution, t.batch)
+    if t.mapping_lr_mult is None:
+        filled["training.mapping_lr_mult"] = FINETUNE_MAPPING_LR_MULT if fine_tuning else 1.0
+    if t.freeze_d is None:
+        filled["training.freeze_d"] = min(FINETUNE_FREEZE_D, d_blocks) if fine_tuning else 0
+    return replace(cfg, **filled) if filled else cfg
 
 
 def progressive_schedule(nimg: int, cfg: GeneratorConfig) -> tuple[int, float]:
@@ -173,7 +205,8 @@ class Trainer:
     ):
         from domrand.generator.dataset import ImageSampler
 
-        if cfg.training.r1_gamma is None:
+        t0 = cfg.training
+        if t0.r1_gamma is None or t0.mapping_lr_mult is None or t0.freeze_d is None:
             cfg = resolve_config(cfg, world_size=world_size)
         self.cfg, self.t = cfg, cfg.training
         self.device = resolve_device(device)
@@ -204,8 +237,25 @@ class Trainer:
         r1_interval = self.t.r1_interval if self.t.r1_gamma and self.t.r1_gamma > 0 else None
         g_lr, g_betas = lazy_adam_hparams(self.t.g_lr, self.t.betas, pl_interval)
         d_lr, d_betas = lazy_adam_hparams(self.t.d_lr, self.t.betas, r1_interval)
-        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
-        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
+        # Fine-tuning controls: a slower or frozen mapping network, FreezeD's frozen first D blocks.
+        # Frozen parameters never get gradients and are not in the optimizers.
+        mapping = [p for name, p in self.G.named_parameters() if name.startswith("mapping.")]
+        synthesis = [p for name, p in self.G.named_parameters() if not name.startswith("mapping.")]
+        mult = float(self.t.mapping_lr_mult)
+        self.frozen_G = mapping if mult == 0 else []
+        frozen_d = tuple(f"blocks.b{r}." for r in self.D.block_resolutions[: int(self.t.freeze_d)])
+        self.frozen_D = [p for name, p in self.D.named_parameters() if name.startswith(frozen_d)] if frozen_d else []
+        if mult == 1:  # one group, as in a fresh run (and in checkpoints written before these options)
+            g_params: Any = list(self.G.parameters())
+        elif mult == 0:
+            g_params = synthesis
+        else:
+            g_params = [{"params": synthesis}, {"params": mapping, "lr": g_lr * mult}]
+        frozen_ids = {id(p) for p in self.frozen_D}
+        d_params = [p for p in self.D.parameters() if id(p) not in frozen_ids]
+        self.G_opt = torch.optim.Adam(g_params, lr=g_lr, betas=g_betas, eps=1e-8)
+        self.D_opt = torch.optim.Adam(d_params, lr=d_lr, betas=d_betas, eps=1e-8)
+        self.G_init: Generator | None = None  # frozen start generator (fine-tuning; see set_init_reference)
 
         self.augment = None
         self.ada = None
@@ -235,6 +285,47 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
+    def _trainable(self, net: torch.nn.Module, on: bool) -> None:
+        """Switch gradients of G or D on (except the frozen parameters) or off."""
+        net.requires_grad_(on)
+        if on:
+            for p in self.frozen_G if net is self.G else self.frozen_D if net is self.D else []:
+                p.requires_grad_(False)
+
+    def set_init_reference(self, G_start: Generator) -> None:
+        """Keep a frozen copy of the start generator (on this device): the reference of the
+        coarse-feature term ``training.init_feature_weight``."""
+        from domrand.generator.finetune import frozen_reference
+
+        if to_dict(G_start.config) != to_dict(self.G.config):
+            mine, theirs = to_dict(self.G.config), to_dict(G_start.config)
+            diff = [k for k in mine if mine[k] != theirs.get(k)]
+            from domrand.generator.finetune import ARCH_FIELDS
+
+            if any(k in ARCH_FIELDS for k in diff):
+                raise ValueError(f"the start generator's network differs from this run's in {diff}")
+        self.G_init = frozen_reference(G_start).to(self.device)
+
+    def start_from(self, src: Any, log: Callable[[str], None] | None = None) -> None:
+        """Fine-tuning: load a start's weights (``finetune.InitSource``) before the first step.
+
+        G_ema <- the start's G_ema; G <- the start's G_ema (``training.init_from_ema``) or its raw G
+        when it has one; D <- the start's D when it has one (else D keeps its fresh init). The
+        optimizers keep the same parameter objects (weights are copied in place)."""
+        from domrand.generator.finetune import load_discriminator
+
+        if self.step or self.nimg:
+            raise RuntimeError("start_from: the trainer has already taken steps")
+        G_src = src.G if src.G is not None and not self.t.init_from_ema else src.G_ema
+        with torch.no_grad():
+            self.G.load_state_dict(G_src.state_dict(), strict=True)
+            self.G_ema.load_state_dict(src.G_ema.state_dict(), strict=True)
+            if src.D is not None:
+                note = load_discriminator(self.D, src.D, src.files.get("D", "?"))
+                if note and log:
+                    log(f"domrand: {note}")
+        self.set_init_reference(src.G_ema)
+
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.network.z_dim, generator=self.gens["z"]).to(self.device)
 
@@ -245,13 +336,31 @@ class Trainer:
             if r <= res
         }
 
-    def _generate(self, n: int, res: int, alpha: float, update_emas: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _generate(
+        self, n: int, res: int, alpha: float, update_emas: bool, extras: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """``(images [n, 3, res, res], ws [n, num_ws, w_dim])`` (+ synthesis extras when ``extras``)."""
         z, z2 = self._z(n), self._z(n)
         ws = mixed_ws(self.G, z, z2, self.t.style_mixing_prob, generator=self.gens["mix"], update_emas=update_emas)
-        img = self.G.synthesis(
-            ws, noise=self._noise(self.G, n, res, self.gens["noise"]), active_resolution=res, alpha=alpha
-        )
-        return img, ws
+        if torch.is_grad_enabled() and not ws.requires_grad:  # frozen mapping: path length still needs d/dws
+            ws = ws.detach().requires_grad_(True)
+        out = self.G.synthesis(
+            ws, noise=self._noise(self.G, n, res, self.gens["noise"]), active_resolution=res, alpha=alpha,
+            return_extras=extras,
+        )  # fmt: skip
+        return (out[0], ws, out[1]) if extras else (out, ws)
+
+    def _init_feature_loss(self, ws: torch.Tensor, extras: dict[str, Any], res: int) -> torch.Tensor:
+        """MSE between G's coarse features (``extras`` of this batch) and the start generator's for
+        the same ws and unit noise, over blocks up to ``keep_resolution``; a scalar."""
+        if self.G_init is None:
+            raise RuntimeError("training.init_feature_weight > 0 but no start generator is set (set_init_reference)")
+        keep = min(self.t.keep_resolution, res)
+        names = {name for name, r in self.G.synthesis.noise_layers if r <= keep}
+        noise = {k: v for k, v in extras["noise"].items() if k in names}
+        with torch.no_grad():
+            _, ref = self.G_init.synthesis(ws.detach(), noise=noise, active_resolution=keep, return_extras=True)
+        return coarse_feature_loss(extras["features"], ref["features"], keep)
 
     def _run_D(self, img: torch.Tensor, res: int, alpha: float) -> torch.Tensor:
         if self.augment is not None:
@@ -332,15 +441,25 @@ class Trainer:
         res, alpha = self.schedule()
         stats: dict[str, float] = {}
 
-        # G main: non-saturating loss; w_avg follows this batch.
-        self.G.requires_grad_(True)
+        # G main: non-saturating loss (+ the coarse-feature term when fine-tuning); w_avg follows this batch.
+        self._trainable(self.G, True)
         self.D.requires_grad_(False)
+        feature_weight = t.init_feature_weight
         with self._autocast():
-            fake, _ = self._generate(b, res, alpha, update_emas=True)
+            if feature_weight > 0:
+                fake, ws, extras = self._generate(b, res, alpha, update_emas=True, extras=True)
+            else:
+                fake, _ = self._generate(b, res, alpha, update_emas=True)
             logits = self._run_D(fake, res, alpha)
         loss_g = g_nonsaturating_loss(logits.float())
+        total_g = loss_g
+        if feature_weight > 0:
+            with self._autocast():
+                loss_feat = self._init_feature_loss(ws, extras, res)
+            total_g = loss_g + feature_weight * loss_feat
+            stats["loss_init_feat"] = self._mean(loss_feat)
         self.G_opt.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total_g.backward()
         self._sync_grads(self.G)
         self.G_opt.step()
         self._sync_w_avg()
@@ -361,7 +480,7 @@ class Trainer:
         self.G.requires_grad_(False)
 
         # D main: logistic loss on augmented fakes and reals; ADA statistics.
-        self.D.requires_grad_(True)
+        self._trainable(self.D, True)
         with torch.no_grad(), self._autocast():
             fake, _ = self._generate(b, res, alpha, update_emas=False)
         real = self._reals(b, res, alpha)
@@ -688,11 +807,64 @@ def prepare_run_dir(out: Path, resume: bool, log: Callable[[str], None] | None =
     return None
 
 
-def _resume_config(out: Path, config, kimg, batch, progressive, world_size) -> GeneratorConfig:
+FALLBACK_PRESET = "small64"  # training section of a fine-tuning run from a bundle or file without --config
+
+
+def fresh_config(
+    config: GeneratorConfig | str | Path | None,
+    *,
+    init: str | Path | None = None,  # fine-tuning start (run, checkpoint dir, bundle, file); None: training.init
+    overrides: Mapping[str, Any] | None = None,  # dotted --set keys
+    kimg: float | None = None,
+    batch: int | None = None,
+    progressive: bool | None = None,
+    world_size: int = 1,
+    fallback_preset: str = FALLBACK_PRESET,
+    log: Callable[[str], None] | None = _info,  # notes (None: quiet)
+) -> tuple[GeneratorConfig, Any]:
+    """The resolved config of a new run and its fine-tuning start (``finetune.InitSource`` or None).
+
+    A start comes from ``init``, else from ``training.init`` of the config or the overrides. Without
+    a config a fine-tuning run takes ``finetune.default_config`` (the start's run config or
+    ``fallback_preset`` with the start's network). ``training.init`` and ``training.init_hash``
+    are filled in; a recorded ``init_hash`` that differs from the start's weights is an error, and
+    so is a network that is not the start's architecture.
+    """
+    base = None
+    if config is not None:
+        base = config if isinstance(config, GeneratorConfig) else load_config(config, GeneratorConfig)
+    sets = dict(overrides or {})
+    init_path = init if init is not None else sets.get("training.init", base.training.init if base is not None else None)
+    if init_path is None:
+        if base is None:
+            raise ValueError("a config (preset name or YAML path) is required")
+        return resolve_config(base, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size, overrides=sets), None
+    from domrand.generator import finetune
+
+    src = finetune.load_init(init_path, log=log)
+    if base is None:
+        base, where = finetune.default_config(src, fallback_preset)
+        if log:
+            log(f"domrand: fine-tuning config: {where}")
+    want = sets.get("training.init_hash", base.training.init_hash)
+    if want is not None and want != src.hash:
+        raise ValueError(f"--init: the config records init_hash {want}, but {src.path} holds generator {src.hash}")
+    sets.update({"training.init": str(src.path), "training.init_hash": src.hash})
+    cfg = resolve_config(base, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size, overrides=sets)
+    for note in finetune.check_architecture(cfg.network, src):
+        if log:
+            log(f"domrand: note: {note}")
+    return cfg, src
+
+
+def _resume_config(out: Path, config, kimg, batch, progressive, world_size, overrides=None) -> GeneratorConfig:
     stored = load_config(out / runs.CONFIG, GeneratorConfig)
     cfg = resolve_config(stored, kimg=kimg, world_size=world_size)
-    if config is not None:
-        asked = resolve_config(config, kimg=cfg.training.kimg, batch=batch, progressive=progressive, world_size=world_size)
+    if config is not None or overrides:
+        asked = resolve_config(
+            config if config is not None else stored, kimg=cfg.training.kimg, batch=batch, progressive=progressive,
+            world_size=world_size, overrides=overrides,
+        )  # fmt: skip
         a, b = to_dict(asked), to_dict(cfg)
         diff = [f"{s}.{k}" for s in ("network", "training") for k in a[s] if a[s][k] != b[s][k]]
         if diff:
@@ -700,7 +872,7 @@ def _resume_config(out: Path, config, kimg, batch, progressive, world_size) -> G
                 f"--resume: the given config differs from the run's {out / runs.CONFIG} in {', '.join(diff)}; "
                 "only --kimg may change when resuming"
             )
-    else:
+    if config is None:
         if batch is not None and batch != cfg.training.batch:
             raise ValueError(f"--resume: the run was trained with batch {cfg.training.batch}; --batch {batch} cannot change it")
         if progressive is not None and progressive != cfg.training.progressive:
@@ -728,6 +900,8 @@ def train(
     world_size: int = 1,  # number of ranks
     reduce: Reduce | None = None,  # all-reduce sum over ranks
     allow_changes: bool = False,  # resume: accept a dataset other than the one the run was trained on
+    init: str | Path | None = None,  # fine-tune: start from this generator run, checkpoint dir, bundle or file
+    overrides: Mapping[str, Any] | None = None,  # dotted config keys (--set), e.g. {"training.freeze_d": 2}
 ) -> TrainResult:
     """Train a generator into run directory ``out`` (None: keep nothing on disk). See module doc."""
     out_path = None if out is None else Path(out)
@@ -745,19 +919,26 @@ def train(
     )
     if out_path is not None and rank != 0 and resume:
         resume_from = runs.resume_checkpoint(out_path)
+    src = None
     if resume_from is not None:
-        cfg = _resume_config(out_path, config, kimg, batch, progressive, world_size)
+        cfg = _resume_config(out_path, config, kimg, batch, progressive, world_size, overrides)
+        if init is not None and (cfg.training.init is None or str(Path(init).expanduser().resolve()) != cfg.training.init):
+            raise ValueError(
+                f"--resume: {out_path} was started from {cfg.training.init or 'scratch'}; --init {init} cannot change "
+                "that (omit --init: a resume continues the run's own weights)"
+            )
         _, state_meta = ckpt.load_tensors(resume_from / "train_state.safetensors")
         if data is None:
             data = state_meta.get("data")
             if not data:
                 raise ValueError("--resume: the checkpoint does not record its dataset; pass --data")
     else:
-        if config is None:
-            raise ValueError("a config (preset name or YAML path) is required")
         if data is None:
             raise ValueError("--data is required")
-        cfg = resolve_config(config, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size)
+        cfg, src = fresh_config(
+            config, init=init, overrides=overrides, kimg=kimg, batch=batch, progressive=progressive,
+            world_size=world_size, log=_info if rank == 0 else None,
+        )  # fmt: skip
     t = cfg.training
     if distributed and not isinstance(data, np.ndarray):
         # Rank 0 decodes (and caches) first; the other ranks then read the cache.
@@ -776,6 +957,10 @@ def train(
     trainer = Trainer(cfg, images, device=device, seed=seed, rank=rank, world_size=world_size, reduce=reduce)
     trainer.data_source = None if isinstance(data, np.ndarray) else str(Path(data).resolve())
     writes = out_path is not None and rank == 0
+    if src is not None:
+        trainer.start_from(src, log=_info if rank == 0 else None)
+        if rank == 0:
+            _info(f"domrand: fine-tuning from {src.describe()}")
 
     best_swd = math.inf
     if resume_from is not None:
@@ -787,6 +972,8 @@ def train(
                     f"({meta.get('data')}); pass the run's data, or --allow-changes to continue on this one"
                 )
             _info(f"domrand: warning: the dataset differs from the one {resume_from} was trained on; resume is not exact")
+        if cfg.training.init_feature_weight > 0:
+            trainer.set_init_reference(_stored_init_generator(out_path, cfg))
         if (out_path / runs.G_EMA_BEST).is_file():
             s = ckpt.read_network_info(out_path / runs.G_EMA_BEST)["extra"].get("swd")
             best_swd = math.inf if s is None else float(s)
@@ -810,6 +997,9 @@ def train(
         if resume_from is None:
             atomic_write_text(out_path / runs.CONFIG, dump_yaml(cfg))
             atomic_write_text(out_path / runs.COMMAND, cmd + "\n")
+            if src is not None:  # the start generator: provenance, the coarse-feature reference on resume
+                about = {"source": str(src.path), "kind": src.kind, "files": src.files, "weights_hash": src.hash}
+                ckpt.save_network(out_path / runs.G_INIT, src.G_ema, about)
         else:
             with open(out_path / runs.COMMAND, "a", encoding="utf-8") as f:
                 f.write(cmd + "\n")
@@ -910,6 +1100,27 @@ def train(
     result.img_per_s = train_images / max(train_seconds, 1e-9) if train_images else 0.0
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _stored_init_generator(run_dir: Path, cfg: GeneratorConfig) -> Generator:
+    """A fine-tuning run's start generator (``G_init.safetensors``), checked against ``init_hash``;
+    falls back to ``training.init`` itself when the copy is missing."""
+    path = run_dir / runs.G_INIT
+    if path.is_file():
+        G = ckpt.load_network(path, "Generator")
+        where = str(path)
+    elif cfg.training.init:
+        from domrand.generator.finetune import load_init
+
+        G, where = load_init(cfg.training.init).G_ema, cfg.training.init
+    else:
+        raise ValueError(f"--resume: {run_dir} has init_feature_weight > 0 but neither {runs.G_INIT} nor training.init")
+    if cfg.training.init_hash is not None and ckpt.weights_hash(G) != cfg.training.init_hash:
+        raise ValueError(
+            f"--resume: the start generator {where} has weights hash {ckpt.weights_hash(G)}, but the run was started "
+            f"from {cfg.training.init_hash} (training.init_hash)"
+        )
+    return G
 
 
 def _fmt_time(seconds: float) -> str:

@@ -2,6 +2,25 @@
 
     domrand train-generator --data DIR --config configs/generator/<preset>.yaml --out runs/NAME \
         [--kimg N] [--batch B] [--resume] [--device auto|cpu|cuda] [--seed S] [--dry-run] [--progressive]
+        [--init RUN|BUNDLE|FILE] [--set KEY=VALUE ...]
+
+Fine-tuning (issue 16): ``--init SOURCE`` starts a new run from a trained generator's weights (a
+generator run directory, a checkpoint directory, a bundle folder or file, or a ``.safetensors``
+generator file; see ``domrand.generator.finetune``). G and G_ema start from the source's G_ema
+(``training.init_from_ema``), D from the source's D when one lies beside it (else from scratch, and
+it says so). Without ``--config`` the source's own run config (or the default preset's training
+section with the source's network) is used; a config whose network is another architecture is an
+error. The run records the source and its weights hash (``training.init``, ``training.init_hash``)
+and keeps a copy of the start generator (``G_init.safetensors``); ``--resume`` continues the
+run's own weights. Options that keep the fine-tuned generator aligned with its start (same w ->
+same layout), set with ``--set training.KEY=VALUE``: ``mapping_lr_mult`` (default 0 when
+fine-tuning: frozen mapping), ``freeze_d`` (FreezeD, default 1: the first, highest-resolution
+discriminator block frozen), ``init_feature_weight`` (default 0: the MSE between G's coarse
+features, blocks up to ``keep_resolution`` = 16, and the start's for the same ws and noise)::
+
+    domrand train-generator --init runs/gsim --data data/target/frames --out runs/gtarget --kimg 50 \
+        --set training.init_feature_weight=1
+    domrand eval-generator --run runs/gtarget --align runs/gtarget/G_init.safetensors
 
 The run directory layout is described in ``domrand.generator.runs``. Data-parallel on K GPUs (or
 K CPU processes with gloo), one node or several, through PyTorch's launcher (docs/scaling.md):
@@ -34,6 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kimg", type=cli_args.positive_float, help="total training length in thousands of real images (overrides the preset)")
     parser.add_argument("--batch", type=cli_args.positive_int, help="global batch size (overrides the preset)")
     parser.add_argument("--resume", action="store_true", help="continue the newest intact checkpoint in --out")
+    parser.add_argument(
+        "--init",
+        help="fine-tune: start from a trained generator (run dir, checkpoint dir, bundle, or .safetensors file); "
+        "without --config the start's own config is used",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value (YAML), e.g. training.freeze_d=2 or training.init_feature_weight=1",
+    )  # fmt: skip
     parser.add_argument("--allow-changes", action="store_true", help="with --resume: accept a dataset other than the run's")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="random seed (default 0)")
@@ -51,10 +79,12 @@ def _command_line(args: argparse.Namespace) -> str:
     if len(argv) > 1 and "train-generator" in argv:
         return " ".join(shlex.quote(a) for a in ["domrand"] + argv[argv.index("train-generator") :])
     parts = ["domrand", "train-generator"]
-    for key in ("data", "config", "out", "kimg", "batch", "device", "seed", "cache_dir", "threads"):
+    for key in ("data", "config", "init", "out", "kimg", "batch", "device", "seed", "cache_dir", "threads"):
         value = getattr(args, key)
         if value is not None:
             parts += [f"--{key.replace('_', '-')}", str(value)]
+    for pair in args.set:
+        parts += ["--set", pair]
     for key in ("resume", "dry_run", "progressive", "no_progress"):
         if getattr(args, key):
             parts.append(f"--{key.replace('_', '-')}")
@@ -66,7 +96,7 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
     from domrand.generator import train
 
     return train.train(
-        args.config if (args.config or args.resume) else DEFAULT_PRESET,
+        args.config if (args.config or args.resume or args.init) else DEFAULT_PRESET,
         args.data,
         Path(args.out),
         kimg=args.kimg,
@@ -77,8 +107,26 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
         allow_changes=args.allow_changes,
+        init=args.init,
+        overrides=_overrides(args.set),
         **kwargs,
     )
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["training.freeze_d=2", ...]`` -> ``{"training.freeze_d": 2}`` (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(exc).split())[:80]})") from None
+    return out
 
 
 def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int:
@@ -142,8 +190,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
 
     # --dry-run: resolved config + dataset summary, nothing written.
+    src = None
     if resume_from is not None:
-        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1)
+        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, _overrides(args.set))
         data = args.data
         if data is None:
             from domrand.checkpoint import load_tensors
@@ -154,7 +203,10 @@ def main(args: argparse.Namespace) -> int:
     else:
         if args.data is None:
             raise ValueError("--data is required")
-        cfg = train.resolve_config(args.config or DEFAULT_PRESET, kimg=args.kimg, batch=args.batch, progressive=progressive)
+        config = args.config or (None if args.init else DEFAULT_PRESET)
+        cfg, src = train.fresh_config(
+            config, init=args.init, overrides=_overrides(args.set), kimg=args.kimg, batch=args.batch, progressive=progressive,
+        )  # fmt: skip
         data = args.data
     from domrand.generator.dataset import load_images
 
@@ -174,6 +226,10 @@ def main(args: argparse.Namespace) -> int:
     print("# run")
     print(f"out: {out} ({'resume from ' + str(resume_from) if resume_from else 'new run'})")
     print(f"device: {args.device}, seed: {args.seed}")
+    if src is not None:
+        print(f"init: {src.describe()}")
+    elif cfg.training.init:
+        print(f"init: {cfg.training.init} (generator {cfg.training.init_hash}); resume continues the run's own weights")
     print(f"steps: {steps} of batch {cfg.training.batch} ({cfg.training.kimg:g} kimg)")
     print(f"parameters: G {g_params:,}, D {d_params:,}")
     return 0
