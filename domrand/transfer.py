@@ -4,9 +4,11 @@ One model, one budget and one set of seeds per *condition*; every trained model 
 target visual domain(s) (the envs' target presets stand in for real camera imagery):
 
 * ``none``: trained on plain sim frames;
-* ``classic``: trained on the envs' classic visual randomization (``visual_domain="randomized"``);
-* ``augment``: trained on sim frames through the augmentation baseline (colour jitter, random
-  convolution, random shift);
+* ``classic``: trained on the envs' classic visual randomization (``visual_domain="randomized"``:
+  everything random but the task's cue, the cube stays red and nothing else is);
+* ``augment``: trained on sim frames through the augmentation baseline (colour jitter, a random
+  convolution blended with the frame on half of them, random shift; ``augment.kinds`` also takes
+  random translate / crop, cutout and grayscale);
 * ``stylegan``: trained on sim frames through ``StyleRandomizer`` with a bundle trained on
   target-domain imagery that is disjoint from the test frames (the bundle comes from outside);
 * ``oracle``: trained on target-domain frames directly (one model per target preset; the ceiling).
@@ -84,7 +86,13 @@ class ControlConfig:
 class AugmentConfig:
     """The ``augment`` condition (``domrand.wrappers.ImageAugmenter``)."""
 
-    kinds: tuple[str, ...] = ("color_jitter", "random_conv", "random_shift")  # applied in this order
+    kinds: tuple[str, ...] = ("color_jitter", "random_conv", "random_shift")  # applied in this order (any of wrappers.augment.KINDS)
+    conv_prob: float | None = None  # random_conv: probability per frame (None: the augmenter's default, 0.5)
+    conv_mix: tuple[float, float] | None = None  # random_conv: blend weight range (None: default (0.2, 0.6))
+    shift_pad: int | None = None  # random_shift/translate: max offset in pixels (None: H/16)
+    crop_scale: float | None = None  # random_crop: window side / frame side (None: 0.84)
+    cutout_size: tuple[float, float] | None = None  # cutout: side range / frame side (None: (0.1, 0.3))
+    gray_prob: float | None = None  # grayscale: probability per frame (None: 0.3)
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,13 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
     from domrand.wrappers.augment import KINDS
 
     check_names("augmentation kind", cfg.augment.kinds, KINDS)
+    from domrand.transfer_tasks import augment_options
+    from domrand.wrappers.augment import ImageAugmenter
+
+    try:
+        ImageAugmenter(kinds=cfg.augment.kinds, **augment_options(cfg))
+    except ValueError as exc:
+        raise ConfigError(f"augment: {exc}") from None
     if "stylegan" in cfg.conditions and not cfg.bundle:
         raise ConfigError(
             "condition 'stylegan' needs a bundle trained on target-domain imagery (disjoint from the test "

@@ -2,8 +2,9 @@
 
 A results dict (``domrand.transfer.run_benchmark``) holds ``sections``; each section (one task, one
 env) has ``metric``, ``domains`` (``sim`` first, then one per target preset) and
-``results[condition][domain]`` with ``<key>_mean``, ``<key>_std`` and ``per_seed`` rows. The table
-has one row per condition and one column per domain; the plot one panel per section, grouped bars
+``results[condition][domain]`` with ``<key>_mean``, ``<key>_std`` and ``per_seed`` rows, and (Task A)
+``in_domain[condition]``: the same statistics on test states rendered like the condition's training
+frames. The table has one row per condition, an ``in-domain`` column and one column per domain; the plot one panel per section, grouped bars
 per domain, error bars = std over seeds.
 """
 
@@ -51,8 +52,22 @@ def _cell(section: dict[str, Any], stats: dict[str, Any]) -> str:
     return f"{stats['success_rate_mean']:.2f} ± {stats['success_rate_std']:.2f}"
 
 
+IN_DOMAIN = "in-domain"  # the column of each condition's own-frames test error (section["in_domain"])
+
+
 def _domain_header(d: str) -> str:
-    return "sim (in-domain)" if d == "sim" else d
+    return "in-domain (own frames)" if d == IN_DOMAIN else d
+
+
+def _columns(section: dict[str, Any]) -> list[str]:
+    """Table/plot columns: ``in-domain`` first when the section has it, then the test domains."""
+    return ([IN_DOMAIN] if section.get("in_domain") else []) + list(section["domains"])
+
+
+def _stats(section: dict[str, Any], cond: str, column: str) -> dict[str, Any] | None:
+    if column == IN_DOMAIN:
+        return (section.get("in_domain") or {}).get(cond)
+    return section["results"][cond][column]
 
 
 def format_section(name: str, section: dict[str, Any]) -> str:
@@ -60,11 +75,12 @@ def format_section(name: str, section: dict[str, Any]) -> str:
     title = f"== {name}: {section.get('metric_label', section['metric'])}"
     if section.get("skipped"):
         return f"{title}\n   skipped: {section['skipped']}\n"
-    domains = section["domains"]
+    domains = _columns(section)
     header = ["condition", *[_domain_header(d) for d in domains]]
     rows = [header]
-    for cond, by_domain in section["results"].items():
-        rows.append([cond, *[_cell(section, by_domain[d]) for d in domains]])
+    for cond in section["results"]:
+        cells = [_stats(section, cond, d) for d in domains]
+        rows.append([cond, *[("-" if st is None else _cell(section, st)) for st in cells]])
     if section["metric"] == "error_cm":
         base = section["baselines"]["predict_mean"]
         rows.append(["(predict mean)", *[f"{base['error_cm']:.2f} ({100 * base['within']:.0f}%)" for _ in domains]])
@@ -85,6 +101,8 @@ def format_section(name: str, section: dict[str, Any]) -> str:
             f"success rate, mean ± std over {len(seeds)} seed(s); {section['eval_episodes']} episodes per model and "
             f"domain; {section['steps']} PPO steps"
         )
+    if section.get("in_domain"):
+        lines.append(f"in-domain: {section.get('in_domain_about', 'each model on test states rendered like its training frames')}")
     if section.get("bar"):
         verdicts = ", ".join(f"{d}: {'met' if v['met'] else 'NOT met'}" for d, v in section["bar"].items())
         lines.append(f"bar (stylegan <= none / 2 and below classic, augment): {verdicts}")
@@ -134,13 +152,14 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
         axes[0, 0].text(0.5, 0.5, "no results (all sections skipped)", ha="center", va="center")
         axes[0, 0].set_axis_off()
     for ax, (name, section) in zip(axes[0], sections):
-        domains = section["domains"]
+        domains = _columns(section)
         conds = list(section["results"])
         key = section["metric"]
         width = 0.8 / max(1, len(conds))
         for i, cond in enumerate(conds):
-            means = [section["results"][cond][d][f"{key}_mean"] for d in domains]
-            stds = [section["results"][cond][d][f"{key}_std"] for d in domains]
+            cells = [_stats(section, cond, d) for d in domains]
+            means = [math.nan if st is None else st[f"{key}_mean"] for st in cells]
+            stds = [0.0 if st is None else st[f"{key}_std"] for st in cells]
             xs = [j + (i - (len(conds) - 1) / 2) * width for j in range(len(domains))]
             ax.bar(xs, means, width, yerr=stds, capsize=3, label=cond, color=CONDITION_COLORS.get(cond))
         if key == "error_cm":

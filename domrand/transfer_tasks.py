@@ -8,7 +8,8 @@ Task A (``run_localization``)
     ``stylegan`` V style randomizations of the sim frame (a new style per frame), ``oracle`` the
     target-domain frame of one preset (one model per preset). Each epoch visits every state once
     with one of its views drawn at random, so every condition gets the same number of gradient steps.
-    Test sets: the held-out states in sim (in-domain reference) and in every target preset.
+    Test sets: the held-out states in sim and in every target preset, and per condition its
+    *in-domain* test set: the held-out states rendered like its training frames (``in_domain``).
     Rendered frames and style-randomized frames are cached as ``.npz`` under the cache folder, keyed
     by everything that determines them (including a hash of the env sources and of the bundle).
 
@@ -37,6 +38,11 @@ from torch import nn
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer import BenchmarkConfig
 
+IN_DOMAIN_ABOUT = (
+    "each condition's model on the held-out test states rendered the way its own training frames were made "
+    "(none: sim; classic: a classic randomized draw; augment/stylegan: sim frames through the augmenter/"
+    "randomizer with unseen parameters; oracle: its own preset, mean over presets): does it fit its own frames?"
+)
 FRAMES_VERSION = 1  # bump when the frame generation below changes meaning
 TEST_OFFSET = 5_000_000  # test reset seeds start here (relative to data_seed * 10**7)
 
@@ -263,11 +269,14 @@ def render_frames(
     return out
 
 
-def augment_views(cfg: "BenchmarkConfig", frames: np.ndarray, views: int) -> np.ndarray:
-    """``views`` augmentations of sim frames ``[n, H, W, 3]`` (new parameters per frame) -> ``[V, n, H, W, 3]``."""
+def augment_views(cfg: "BenchmarkConfig", frames: np.ndarray, views: int, salt: int = 0) -> np.ndarray:
+    """``views`` augmentations of sim frames ``[n, H, W, 3]`` (new parameters per frame) -> ``[V, n, H, W, 3]``.
+
+    ``salt`` picks another parameter stream (the in-domain test frames use 1, training frames 0).
+    """
     from domrand.wrappers.augment import ImageAugmenter
 
-    aug = ImageAugmenter(kinds=cfg.augment.kinds)
+    aug = ImageAugmenter(kinds=cfg.augment.kinds, **augment_options(cfg))
     n = frames.shape[0]
     out = np.zeros((views, *frames.shape), np.uint8)
     chunk = 256
@@ -275,9 +284,16 @@ def augment_views(cfg: "BenchmarkConfig", frames: np.ndarray, views: int) -> np.
         for j in range(0, n, chunk):
             m = min(chunk, n - j)
             ids = list(range(m))
-            aug.resample(ids, seed=[_seed_int(cfg.data_seed, 31, k, j + b) for b in ids])
+            aug.resample(ids, seed=[_seed_int(cfg.data_seed, 31, k, j + b, *([salt] if salt else [])) for b in ids])
             out[k, j : j + m] = aug.randomize(frames[j : j + m], env_ids=ids)
     return out
+
+
+def augment_options(cfg: "BenchmarkConfig") -> dict[str, Any]:
+    """``ImageAugmenter`` keyword options of the ``augment`` condition (None values: the augmenter's default)."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(cfg.augment).items() if k != "kinds" and v is not None}
 
 
 def style_options(cfg: "BenchmarkConfig") -> dict[str, Any]:
@@ -286,11 +302,21 @@ def style_options(cfg: "BenchmarkConfig") -> dict[str, Any]:
 
 
 def stylegan_views(
-    cfg: "BenchmarkConfig", frames: np.ndarray, views: int, bundle: Path, cache: Path, split_key: str, progress: bool = False
+    cfg: "BenchmarkConfig",
+    frames: np.ndarray,
+    views: int,
+    bundle: Path,
+    cache: Path,
+    split_key: str,
+    progress: bool = False,
+    salt: int = 0,
 ) -> np.ndarray:
-    """``views`` style randomizations of sim frames (a new style per frame), cached per bundle."""
+    """``views`` style randomizations of sim frames (a new style per frame), cached per bundle.
+
+    ``salt`` picks another style stream (the in-domain test frames use 1, training frames 0).
+    """
     key = _sha({"v": FRAMES_VERSION, "frames": split_key, "views": views, "bundle": bundle_fingerprint(bundle),
-                "opts": style_options(cfg), "data_seed": cfg.data_seed})
+                "opts": style_options(cfg), "data_seed": cfg.data_seed, **({"salt": salt} if salt else {})})
     path = cache / "frames" / f"stylegan-{frames.shape[0]}-{key}.npz"
     data = _load_npz(path)
     if data is not None:
@@ -307,7 +333,7 @@ def stylegan_views(
             for j in range(0, n, chunk):
                 m = min(chunk, n - j)
                 ids = list(range(m))
-                rand.resample(ids, seed=[_seed_int(cfg.data_seed, 47, k, j + b) for b in ids], immediate=True)
+                rand.resample(ids, seed=[_seed_int(cfg.data_seed, 47, k, j + b, *([salt] if salt else [])) for b in ids], immediate=True)
                 out[k, j : j + m] = rand.randomize(frames[j : j + m], env_ids=ids)
                 bar.update(m)
     finally:
@@ -508,6 +534,29 @@ def localization_training_sets(
     return sets, data["labels"], timings
 
 
+def in_domain_test_frames(
+    cfg: "BenchmarkConfig", cache: Path, bundle: Path | None, sim_test: np.ndarray, progress: bool
+) -> dict[str, np.ndarray]:
+    """Per condition (but ``oracle``) the held-out test states rendered the way its training frames
+    were made (``[n, H, W, 3]``): ``none`` sim frames, ``classic`` one classic randomized draw,
+    ``augment`` / ``stylegan`` the sim frames through the augmenter / randomizer with a parameter
+    stream the training frames do not use. ``oracle``'s in-domain frames are its preset's test frames."""
+    lc = cfg.localization
+    out: dict[str, np.ndarray] = {}
+    for cond in cfg.conditions:
+        if cond == "none":
+            out[cond] = sim_test
+        elif cond == "classic":
+            out[cond] = render_frames(cfg, "test", lc.test_frames, ["randomized"], cache, progress, views=1)["randomized"][0]
+        elif cond == "augment":
+            out[cond] = augment_views(cfg, sim_test, 1, salt=1)[0]
+        elif cond == "stylegan" and bundle is not None:
+            split_key = _sha({"sim": "test", "n": lc.test_frames, "size": cfg.image_size, "renderer": cfg.renderer,
+                              "env_src": env_source_hash(), "data_seed": cfg.data_seed, "env": lc.env})
+            out[cond] = stylegan_views(cfg, sim_test, 1, bundle, cache, split_key, progress, salt=1)[0]
+    return out
+
+
 def run_localization(
     cfg: "BenchmarkConfig", cache: Path, bundle: Path | None, progress: bool = True, log: Log = print
 ) -> dict[str, Any]:
@@ -523,6 +572,9 @@ def run_localization(
     test_labels = test["labels"]
     domains = ["sim", *cfg.target_presets]
     test_frames = {d: test["sim" if d == "sim" else f"target:{d}"][0] for d in domains}
+    t0 = time.perf_counter()
+    own_test = in_domain_test_frames(cfg, cache, bundle, test_frames["sim"], progress)
+    timings["in_domain_test_s"] = time.perf_counter() - t0
 
     # Reference: predict the training mean everywhere (what a model that learned nothing scores).
     mean_xy = np.broadcast_to(train_labels.mean(0), test_labels.shape)
@@ -534,6 +586,8 @@ def run_localization(
     t0 = time.perf_counter()
     bar = _bar(len(jobs), "train localizers", progress)
     oracle_sim: dict[int, list[dict[str, float]]] = {}
+    in_rows: dict[str, list[dict[str, Any]]] = {c: [] for c in cfg.conditions}
+    oracle_own: dict[int, list[dict[str, float]]] = {}
     probe: dict[str, dict[str, list[float]]] = {}
     n_probe = min(lc.probe_frames, lc.train_frames)
     try:
@@ -556,11 +610,20 @@ def run_localization(
                     oracle_sim.setdefault(seed, []).append(m)
                 else:
                     rows[cond][d].append({"seed": seed, **m})
+                if cond == "oracle" and d == key:
+                    oracle_own.setdefault(seed, []).append(m)
+            if cond in own_test:
+                m = localization_errors(predict_xy(model, own_test[cond], device), test_labels, lc.within_cm)
+                in_rows[cond].append({"seed": seed, **m})
             bar.update(1)
     finally:
         bar.close()
     for seed, ms in oracle_sim.items():  # oracle on sim: the mean over the per-preset oracle models
         rows["oracle"]["sim"].append(
+            {"seed": seed, **{k: float(np.mean([m[k] for m in ms])) for k in ("error_cm", "median_cm", "within")}}
+        )
+    for seed, ms in oracle_own.items():  # oracle in-domain: each preset's model on its own preset
+        in_rows["oracle"].append(
             {"seed": seed, **{k: float(np.mean([m[k] for m in ms])) for k in ("error_cm", "median_cm", "within")}}
         )
     timings["train_eval_s"] = time.perf_counter() - t0
@@ -598,6 +661,12 @@ def run_localization(
         "test_frames": lc.test_frames,
         "views": lc.views,
         "results": table,
+        "in_domain": {
+            c: summarize(sorted(in_rows[c], key=lambda r: r["seed"]), ("error_cm", "median_cm", "within"))
+            for c in cfg.conditions
+            if in_rows[c]
+        },
+        "in_domain_about": IN_DOMAIN_ABOUT,
         "baselines": {"predict_mean": baseline},
         "bar": localization_bar(table, cfg.target_presets),
         "diagnostics": diagnostics,
@@ -691,7 +760,7 @@ def run_control(
             if cond == "augment":
                 from domrand.wrappers.augment import ImageAugmenter
 
-                transform = ImageAugmenter(kinds=cfg.augment.kinds, seed=_seed_int(seed, 53))
+                transform = ImageAugmenter(kinds=cfg.augment.kinds, seed=_seed_int(seed, 53), **augment_options(cfg))
             elif cond == "stylegan":
                 if bundle is None:
                     raise ValueError("condition 'stylegan' needs a bundle (config 'bundle:' or --bundle)")

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import os
 import tempfile
+from typing import Callable
 
 import numpy as np
 
@@ -143,9 +144,18 @@ def photo_texture(
     return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def procedural_texture(kind: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
-    """A classic domain-randomization texture: checker, noise, gradient or stripes (uint8 HxWx3)."""
-    c1, c2 = rng.random(3), rng.random(3)
+def procedural_texture(
+    kind: str,
+    rng: np.random.Generator,
+    size: int = 64,
+    color: Callable[[np.random.Generator], np.ndarray] | None = None,  # draws one RGB in [0, 1] (None: uniform)
+) -> np.ndarray:
+    """A classic domain-randomization texture: checker, noise, gradient or stripes (uint8 HxWx3).
+
+    Its colours come from ``color(rng)`` (e.g. only red shades, or only non-red colours).
+    """
+    draw = color or (lambda r: r.random(3))
+    c1, c2 = np.asarray(draw(rng), np.float64), np.asarray(draw(rng), np.float64)
     if kind == "checker":
         n = int(rng.integers(2, 9))
         yy, xx = np.mgrid[0:size, 0:size] * n // size
@@ -155,7 +165,11 @@ def procedural_texture(kind: str, rng: np.random.Generator, size: int = 64) -> n
         cells = int(rng.integers(4, size // 2 + 1))
         import cv2
 
-        small = rng.random((cells, cells, 3)).astype(np.float32)
+        if color is None:
+            small = rng.random((cells, cells, 3)).astype(np.float32)
+        else:  # blends of the two drawn colours (blends within one hue wedge stay in it; see domains)
+            t = rng.random((cells, cells, 1)).astype(np.float32)
+            small = (c1 * t + c2 * (1 - t)).astype(np.float32)
         out = cv2.resize(small, (size, size), interpolation=cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR)
     elif kind == "gradient":
         ang = rng.uniform(0, 2 * np.pi)

@@ -9,13 +9,16 @@ use the same camera, so their masks are identical).
 Target domains are parameterized by :class:`TargetConfig` (a seed plus the settings); presets
 ``target-a``, ``target-b``, ``target-c`` are kept in ``TARGET_PRESETS`` and ``"seed:N"`` draws a
 new target domain from seed N.
+
+The ``randomized`` domain is classic domain randomization that keeps the task's cue (the target
+cube stays red, nothing else is red): see the constants above :func:`randomized_look`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -276,7 +279,7 @@ def all_texture_files(extra: "TargetConfig | Any | None" = None) -> list[str]:
     for cfg in configs:
         files += [f for f in _target_textures(cfg).values() if f not in files]
     files += [f for f in lab_textures().values() if f not in files]
-    return files + list(texture_pool())
+    return files + list(texture_pool()) + list(red_texture_pool())
 
 
 def target_look(scene: Scene, cfg: TargetConfig) -> Look:
@@ -306,42 +309,138 @@ def target_look(scene: Scene, cfg: TargetConfig) -> Look:
 
 
 # ------------------------------------------------------------------------------------------ randomized
+# Classic domain randomization (Tobin et al. 2017): everything the task does not depend on is drawn
+# at random per frame (textures and colours of the floor, table, arm, distractors and goal, the
+# light, a small camera jitter, visual-only clutter), and the task-defining cue is kept: the target
+# cube is always a shade of red (hue within RED_HUE_DEG of 0, random saturation and brightness,
+# plain or with a red-on-red pattern), and nothing else in the scene is red: every other colour is
+# drawn inside one of NON_RED_WEDGES (hue ranges that exclude the red family; a blend of two
+# colours of one wedge stays in it, so patterns and texture filtering cannot make red) or is grey,
+# and textures are only dimmed with grey, never tinted. The light's colour stays near white.
+RED_HUE_DEG = 12.0  # the cube's hue: U(-x, x) degrees around pure red
+RED_SATURATION = (0.65, 1.0)  # the cube's HSV saturation
+RED_VALUE = (0.5, 1.0)  # the cube's HSV value (brightness)
+NON_RED_WEDGES = ((55.0, 180.0), (180.0, 305.0))  # hue ranges (degrees) of every other colour
+GREY_PROB = 0.2  # share of non-red colours that are greys
+LIGHT_COLOR = (0.8, 1.0)  # per-channel light colour range (near white: the cube stays red)
+CAMERA_EYE_JITTER = 0.015  # m, U(-x, x) per axis
+CAMERA_AIM_JITTER = 0.01  # m, U(-x, x) per axis
+CAMERA_FOV_JITTER = 1.5  # degrees, U(-x, x)
+CLUTTER_PROB = 0.5  # probability a randomized frame shows clutter (1..3 items, non-red)
+
+
+def _hsv(h_deg: float, s: float, v: float) -> np.ndarray:
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb((h_deg % 360.0) / 360.0, s, v))
+
+
+def red_rgb(rng: np.random.Generator) -> np.ndarray:
+    """A colour of the target cube's red family (RGB in [0, 1])."""
+    return _hsv(float(rng.uniform(-RED_HUE_DEG, RED_HUE_DEG)), float(rng.uniform(*RED_SATURATION)), float(rng.uniform(*RED_VALUE)))
+
+
+def non_red_sampler(rng: np.random.Generator) -> "Callable[[np.random.Generator], np.ndarray]":
+    """A colour sampler for one texture or part: colours of one random non-red hue wedge, or greys."""
+    lo, hi = NON_RED_WEDGES[int(rng.integers(len(NON_RED_WEDGES)))]
+
+    def draw(r: np.random.Generator) -> np.ndarray:
+        v = float(r.uniform(0.1, 1.0))
+        if r.random() < GREY_PROB:
+            return np.full(3, v)
+        return _hsv(float(r.uniform(lo, hi)), float(r.uniform(0.2, 1.0)), v)
+
+    return draw
+
+
+def non_red_rgb(rng: np.random.Generator) -> np.ndarray:
+    """One colour outside the red family (a non-red hue wedge, or a grey)."""
+    return non_red_sampler(rng)(rng)
+
+
+def is_red(rgb: "np.ndarray | Sequence[float]", min_saturation: float = 0.25, hue_deg: float = 30.0) -> bool:
+    """Whether an RGB colour is in the red hue family: hue within ``hue_deg`` of 0 and saturated."""
+    import colorsys
+
+    r, g, b = (float(v) for v in np.asarray(rgb, np.float64)[:3])
+    h, s, _ = colorsys.rgb_to_hsv(r, g, b)
+    dist = min(h * 360.0, 360.0 - h * 360.0)
+    return bool(s >= min_saturation and dist <= hue_deg)
+
+
 @functools.lru_cache(maxsize=1)
 def texture_pool(n_per_kind: int = 8) -> tuple[str, ...]:
-    """Procedural textures (checker/noise/gradient/stripes) for classic domain randomization.
+    """Procedural non-red textures (checker/noise/gradient/stripes) for classic domain randomization.
 
-    The pool is fixed (seeded) and tinted at random per draw, so textures are loaded once per env.
+    The pool is fixed (seeded) and dimmed with a random grey per draw, so textures are loaded once
+    per env. Each texture's colours come from one non-red hue wedge (see ``non_red_sampler``).
     """
     rng = np.random.default_rng(20240)
     return tuple(
-        assets.write_png(assets.procedural_texture(kind, rng, 64))
+        assets.write_png(assets.procedural_texture(kind, rng, 64, non_red_sampler(rng)))
         for kind in assets.PROCEDURAL_KINDS
         for _ in range(n_per_kind)
     )
 
 
+@functools.lru_cache(maxsize=1)
+def red_texture_pool(n_per_kind: int = 4) -> tuple[str, ...]:
+    """Procedural red-on-red textures for the target cube under classic randomization."""
+    rng = np.random.default_rng(20241)
+    return tuple(
+        assets.write_png(assets.procedural_texture(kind, rng, 64, red_rgb))
+        for kind in assets.PROCEDURAL_KINDS
+        for _ in range(n_per_kind)
+    )
+
+
+def _random_clutter(rng: np.random.Generator) -> tuple[tuple[str, tuple[float, float, float], None, RGBA], ...]:
+    """0..3 visual-only clutter items (non-red, flat colours) outside the workspace, or none."""
+    from domrand.envs.target_lab import CLUTTER_KINDS, CLUTTER_REGIONS
+
+    if rng.random() >= CLUTTER_PROB:
+        return ()
+    n = int(rng.integers(1, len(CLUTTER_KINDS) + 1))
+    items = []
+    for kind in rng.permutation(CLUTTER_KINDS)[:n]:
+        region = CLUTTER_REGIONS[int(rng.integers(len(CLUTTER_REGIONS)))]
+        x, y = float(rng.uniform(*region[0])), float(rng.uniform(*region[1]))
+        rgb = non_red_rgb(rng)
+        items.append((str(kind), (x, y, float(rng.uniform(-np.pi, np.pi))), None, (float(rgb[0]), float(rgb[1]), float(rgb[2]), 1.0)))
+    return tuple(items)
+
+
 def randomized_look(scene: Scene, rng: np.random.Generator) -> Look:
-    """Classic domain randomization: random flat colours or tinted procedural textures on every
-    part, a random light and a jittered camera. All draws come from ``rng``."""
-    pool = texture_pool()
+    """Classic domain randomization (see the constants above): random non-red colours or grey-dimmed
+    non-red procedural textures on every part but the cube, a red shade (plain or patterned) on the
+    cube, a random near-white light, a small camera jitter and random clutter. All draws from ``rng``."""
+    pool, red_pool = texture_pool(), red_texture_pool()
     parts: list[tuple[str, str | None, RGBA]] = []
     for part in scene.parts:
-        if part.has_uv and rng.random() < 0.75:
+        textured = part.has_uv and rng.random() < 0.75
+        if part.cls == "object":
+            tex = red_pool[int(rng.integers(len(red_pool)))] if textured else None
+            rgb = np.full(3, rng.uniform(0.6, 1.0)) if textured else red_rgb(rng)
+        elif textured:
             tex = pool[int(rng.integers(len(pool)))]
-            rgb = rng.uniform(0.5, 1.0, 3)
+            rgb = np.full(3, rng.uniform(0.5, 1.0))
         else:
             tex = None
-            rgb = rng.uniform(0.0, 1.0, 3)
+            rgb = non_red_rgb(rng)
         parts.append((part.name, tex, (float(rgb[0]), float(rgb[1]), float(rgb[2]), 1.0)))
     d = rng.normal(size=3)
     d[2] = abs(d[2]) + 0.3
     light = Light(
         direction=tuple(float(v) for v in d / np.linalg.norm(d)),
-        color=tuple(float(v) for v in rng.uniform(0.6, 1.0, 3)),
+        color=tuple(float(v) for v in rng.uniform(*LIGHT_COLOR, 3)),
         ambient=float(rng.uniform(0.3, 0.8)),
         diffuse=float(rng.uniform(0.2, 0.7)),
         specular=float(rng.uniform(0.0, 0.3)),
         shadow=False,
     )
-    camera = NOMINAL_CAMERA.shifted(rng.uniform(-0.03, 0.03, 3), rng.uniform(-0.02, 0.02, 3), float(rng.uniform(-3, 3)))
-    return Look(tuple(parts), light, camera)
+    camera = NOMINAL_CAMERA.shifted(
+        rng.uniform(-CAMERA_EYE_JITTER, CAMERA_EYE_JITTER, 3),
+        rng.uniform(-CAMERA_AIM_JITTER, CAMERA_AIM_JITTER, 3),
+        float(rng.uniform(-CAMERA_FOV_JITTER, CAMERA_FOV_JITTER)),
+    )
+    return Look(tuple(parts), light, camera, clutter=_random_clutter(rng))

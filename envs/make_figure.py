@@ -3,6 +3,8 @@
 Run ``python -m domrand.envs.make_figure [--out docs/envs.png] [--size 128]``.
 ``python -m domrand.envs.make_figure --target-lab [--out docs/target_lab.png]`` makes the
 ``target-lab`` grid instead: 8 x 4 episodes, one look each, 64x64 frames shown at 2x.
+``python -m domrand.envs.make_figure --baselines [--out docs/baselines.png]`` shows the training
+frames of the ``classic`` and ``augment`` baselines (and each augmentation kind) for 8 states.
 """
 
 from __future__ import annotations
@@ -94,6 +96,78 @@ def target_lab_grid(
     return grid
 
 
+BASELINE_ROWS = (
+    ("sim", ()),
+    ("classic", ()),
+    ("classic", ()),
+    ("classic", ()),
+    ("augment", ("color_jitter", "random_conv", "random_shift")),
+    ("augment", ("color_jitter", "random_conv", "random_shift")),
+    ("augment", ("random_conv",)),
+    ("augment", ("random_translate",)),
+    ("augment", ("random_crop",)),
+    ("augment", ("cutout",)),
+    ("augment", ("grayscale",)),
+)
+
+
+def baseline_grid(
+    env_id: str = "domrand/Localize-v0",
+    cols: int = 8,
+    image_size: int = 64,
+    scale: int = 2,
+    seed: int = 0,
+) -> np.ndarray:
+    """A uint8 grid of the baselines' training frames: columns = states, rows = ``BASELINE_ROWS``
+    (sim; three classic randomized draws; the benchmark's augment kinds twice; each other
+    augmentation kind alone, with its probability forced to 1 so it shows), labelled on the left."""
+    import cv2
+    import gymnasium as gym
+
+    import domrand  # noqa: F401  (registers the envs)
+    from domrand.wrappers.augment import ImageAugmenter
+
+    env = gym.make(env_id, visual_domain="sim", image_size=image_size, renderer="tiny", randomize_every=1)
+    base = env.unwrapped
+    sims, classic = [], []
+    try:
+        for i in range(cols):
+            obs, _ = base.reset(seed=seed + i)
+            sims.append(obs)
+            draws = []
+            for k in range(3):
+                if k:
+                    base.step(np.zeros(base.action_space.shape, np.float32))  # a new randomization draw
+                draws.append(base.render_as("randomized"))
+            classic.append(draws)
+    finally:
+        env.close()
+    sim = np.stack(sims)
+    rows: list[tuple[str, np.ndarray]] = []
+    n_classic = 0
+    for r, (name, kinds) in enumerate(BASELINE_ROWS):
+        if name == "sim":
+            rows.append(("sim", sim))
+        elif name == "classic":
+            rows.append((f"classic #{n_classic + 1}", np.stack([c[n_classic] for c in classic])))
+            n_classic += 1
+        else:
+            forced = {"conv_prob": 1.0, "gray_prob": 1.0} if len(kinds) == 1 else {}
+            aug = ImageAugmenter(kinds=kinds, **forced)
+            aug.resample(list(range(cols)), seed=seed * 1000 + r)
+            label = "augment" if len(kinds) > 1 else kinds[0].replace("random_", "rand ")
+            rows.append((label, aug.randomize(sim)))
+    side, gap, margin = image_size * scale, 2, 110
+    grid = np.full((len(rows) * (side + gap) - gap, margin + cols * (side + gap) - gap, 3), 255, np.uint8)
+    for r, (label, frames) in enumerate(rows):
+        y = r * (side + gap)
+        cv2.putText(grid, label, (4, y + side // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for c in range(cols):
+            x = margin + c * (side + gap)
+            grid[y : y + side, x : x + side] = np.kron(frames[c], np.ones((scale, scale, 1), np.uint8))
+    return grid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="docs/envs.png", help="output PNG")
@@ -102,8 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-lab", action="store_true", help="make the target-lab grid (default out docs/target_lab.png)")
+    parser.add_argument("--baselines", action="store_true", help="make the classic/augment frame grid (default out docs/baselines.png)")
     args = parser.parse_args(argv)
     from PIL import Image
+
+    if args.baselines:
+        out = "docs/baselines.png" if args.out == "docs/envs.png" else args.out
+        env_id = "domrand/Localize-v0" if args.env == "domrand/Push-v0" else args.env
+        Image.fromarray(baseline_grid(env_id=env_id, seed=args.seed)).save(out, optimize=True)
+        print(f"wrote {out} (baselines: sim, classic x3, augment x2, each augment kind; 8 states of {env_id}, 64x64 at 2x)")
+        return 0
 
     if args.target_lab:
         out = "docs/target_lab.png" if args.out == "docs/envs.png" else args.out

@@ -76,6 +76,13 @@ def test_all_conditions_end_to_end(tmp_path, bundle, cache, capsys):
             assert 0.0 <= stats["within_mean"] <= 1.0
             assert [row["seed"] for row in stats["per_seed"]] == [0]
     assert _finite(section["baselines"]["predict_mean"]["error_cm"])
+    # Every condition's in-domain figure: its model on test states rendered like its training frames.
+    assert set(section["in_domain"]) == set(CONDITIONS)
+    for cond, stats in section["in_domain"].items():
+        assert _finite(stats["error_cm_mean"]) and [row["seed"] for row in stats["per_seed"]] == [0], cond
+    assert section["in_domain"]["none"]["error_cm_mean"] == section["results"]["none"]["sim"]["error_cm_mean"]
+    oracle_own = np.mean([section["results"]["oracle"][p]["error_cm_mean"] for p in ("target-a", "target-b")])
+    assert section["in_domain"]["oracle"]["error_cm_mean"] == pytest.approx(oracle_own)
     assert data["bundle"]["path"] == str(bundle)
     assert set(section["bar"]) == {"target-a", "target-b"}
     assert all(isinstance(v["met"], bool) for v in section["bar"].values())
@@ -84,7 +91,7 @@ def test_all_conditions_end_to_end(tmp_path, bundle, cache, capsys):
         assert set(diag[name]["results"]) == set(CONDITIONS)
         assert all(_finite(v) for row in diag[name]["results"].values() for v in row.values())
     table = format_table(results)
-    assert "sim (in-domain)" in table and "target-a" in table and "target-b" in table
+    assert "in-domain (own frames)" in table and "sim" in table and "target-a" in table and "target-b" in table
     for cond in CONDITIONS:
         assert cond in table
     # A second run reads every frame set from the cache and gives the same numbers.
@@ -100,7 +107,7 @@ def test_cli_runs_and_prints_the_table(tmp_path, cache, capsys):
             "--cache", cache, "--out", str(tmp_path / "cli"), "--no-progress", "--set", *sets]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "sim (in-domain)" in out and "target-a" in out and "augment" in out
+    assert "in-domain (own frames)" in out and "target-a" in out and "augment" in out
     data = json.loads((tmp_path / "cli" / "results.json").read_text())
     assert list(data["sections"]["localization"]["results"]) == ["none", "augment"]
 
