@@ -81,20 +81,38 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return _DTYPES[key]
 
 
+FRAME_FORMS = "uint8 [N, H, W, 3] or [H, W, 3] (or channel-first [N, 3, H, W] / [3, H, W]) with N, H, W >= 1"
+
+
+def _bad_frames(problem: str) -> ValueError:
+    """A ``ValueError`` naming what is wrong with the frames and the accepted form."""
+    return ValueError(f"frames: {problem}; accepted: {FRAME_FORMS}")
+
+
 def _frame_layout(shape: Sequence[int], channels_first: bool | None) -> tuple[bool, bool]:
-    """``(batched, channels_first)`` for a frame array shape; raises ``ValueError`` when not 3 channels."""
+    """``(batched, channels_first)`` for a frame array shape.
+
+    Raises ``ValueError`` for a wrong number of dims, a channel count other than 3, an empty batch
+    or an empty frame (height or width 0), naming the problem and the accepted form.
+    """
+    shape = tuple(int(d) for d in shape)
     if len(shape) not in (3, 4):
-        raise ValueError(
-            f"frames: expected [H, W, 3], [3, H, W], [N, H, W, 3] or [N, 3, H, W], got shape {tuple(shape)}"
-        )
+        raise _bad_frames(f"expected 3 or 4 dims, got {len(shape)} (shape {shape})")
     batched = len(shape) == 4
     last, first = shape[-1], shape[-3]
     if channels_first is None:
+        if last != 3 and first != 3:
+            raise _bad_frames(f"expected 3 colour channels on the last axis (or the first, channel-first), got shape {shape}")
         channels_first = last != 3 and first == 3  # ambiguous (3x?x3) -> channel-last
     c = first if channels_first else last
     if c != 3:
         where = "first" if channels_first else "last"
-        raise ValueError(f"frames: expected 3 colour channels ({where} axis), got shape {tuple(shape)}")
+        raise _bad_frames(f"expected 3 colour channels on the {where} axis, got {c} in shape {shape}")
+    if batched and shape[0] == 0:
+        raise _bad_frames(f"empty batch (0 frames) in shape {shape}")
+    h, w = shape[-2:] if channels_first else shape[-3:-1]
+    if h == 0 or w == 0:
+        raise _bad_frames(f"empty frame (height {h}, width {w}) in shape {shape}")
     return batched, channels_first
 
 
@@ -495,11 +513,13 @@ class StyleRandomizer:
     ) -> tuple[np.ndarray | torch.Tensor, bool, bool, list[int]]:
         if isinstance(frames, torch.Tensor):
             if frames.dtype != torch.uint8:
-                raise ValueError(f"frames: expected dtype uint8, got {frames.dtype}")
+                raise _bad_frames(f"expected dtype uint8, got {str(frames.dtype).removeprefix('torch.')}")
         else:
+            if not isinstance(frames, (np.ndarray, list, tuple)) and not hasattr(frames, "__array__"):
+                raise _bad_frames(f"expected a numpy array or torch tensor, got {type(frames).__name__}")
             frames = np.asarray(frames)
             if frames.dtype != np.uint8:
-                raise ValueError(f"frames: expected dtype uint8, got {frames.dtype}")
+                raise _bad_frames(f"expected dtype uint8, got {frames.dtype}")
         batched, cf = _frame_layout(tuple(frames.shape), channels_first)
         if not batched:
             frames = frames[None]

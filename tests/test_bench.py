@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from domrand.cli import main
 
 
@@ -38,5 +40,17 @@ def test_bench_train_prints_a_row_per_batch(capsys):
 
 
 def test_bench_train_rejects_zero_steps(capsys):
-    assert main(["bench", "train", "--preset", "tiny", "--steps", "0"]) == 2
-    assert "--steps and --repeats must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "train", "--preset", "tiny", "--steps", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "domrand bench train: error: argument --steps: must be an integer >= 1, got 0 (see 'domrand bench train --help')"
+
+
+def test_bench_lists_and_names_are_parsed(capsys):
+    """Comma-separated batches, presets, backends and dtypes reach the benchmark as lists."""
+    assert main(["bench", "randomizer", "--preset", "tiny", "--batch", " 2, ,1 ", "--ops", "torch", "--dtype", "fp32",
+                 "--repeats", "1", "--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "dtype=float32" in out
+    assert [r.split()[2] for r in _rows(out)] == ["2", "1"]

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from domrand.benchmarks.cli import TARGETS as BENCH_TARGETS
 from domrand.cli import COMMANDS, main
 
 
@@ -81,6 +82,49 @@ BAD_ARGUMENTS = [
     ("demo", ["--out", "{img}"], "--out: {img} is a file; accepted: a folder"),
     ("benchmark", ["--seeds", "0"], "argument --seeds: must be an integer >= 1, got 0"),
     ("benchmark", ["--threads", "-1"], "argument --threads: must be an integer >= 0, got -1"),
+    ("bench", ["generator", "--batch", "0"], "argument --batch: must be integers >= 1, comma-separated (e.g. 1,16,64), got 0"),
+    ("bench", ["generator", "--batch", "1,x"], "argument --batch: 'x' is not an integer; accepted: integers >= 1"),
+    ("bench", ["generator", "--batch", ","], "argument --batch: expected a comma-separated list, got ','"),
+    ("bench", ["generator", "--repeats", "0"], "argument --repeats: must be an integer >= 1, got 0"),
+    ("bench", ["generator", "--warmup", "-1"], "argument --warmup: must be an integer >= 0, got -1"),
+    ("bench", ["generator", "--threads", "-1"], "argument --threads: must be an integer >= 1, got -1"),
+    ("bench", ["generator", "--preset", "tiny,nosuch"], "argument --preset: unknown generator preset 'nosuch'; accepted: base128, base64"),
+    ("bench", ["generator", "--device", "tpu"], "argument --device: unknown device 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
+    ("bench", ["generator", "--repeats", "x"], "argument --repeats: 'x' is not an integer"),
+    ("bench", ["generator", "--nosuch"], "unrecognized arguments: --nosuch"),
+    ("bench", ["env", "--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
+    ("bench", ["env", "--warmup", "-5"], "argument --warmup: must be an integer >= 0, got -5"),
+    ("bench", ["env", "--image-size", "4"], "argument --image-size: must be an integer in [8, 2048], got 4"),
+    ("bench", ["env", "--envs", "NoSuch-v0"], "argument --envs: unknown env 'NoSuch-v0'; accepted: domrand/"),
+    ("bench", ["env", "--randomize-every", "0"], "argument --randomize-every: must be an integer >= 1, got 0"),
+    ("bench", ["env", "--out", "{tmp}"], "argument --out: {tmp} is a folder; accepted: a file path"),
+    ("bench", ["env", "--out", "{tmp}/no/t.md"], "argument --out: the folder of {tmp}/no/t.md does not exist"),
+    ("bench", ["wrapper", "--num-envs", "0"], "argument --num-envs: must be an integer >= 1, got 0"),
+    ("bench", ["wrapper", "--vector-steps", "0"], "argument --vector-steps: must be an integer >= 1, got 0"),
+    ("bench", ["wrapper", "--threads", "0"], "argument --threads: must be an integer >= 1, got 0"),
+    ("bench", ["wrapper", "--dtype", "int8"], "argument --dtype: unknown dtype 'int8'; accepted: float32, bfloat16, float16"),
+    ("bench", ["wrapper", "--inverter", "nosuch"], "argument --inverter: unknown inverter preset 'nosuch'; accepted: small64, tiny or a .yaml file"),
+    ("bench", ["wrapper", "--env", "NoSuch-v0"], "argument --env: unknown env 'NoSuch-v0'; accepted: domrand/"),
+    ("bench", ["randomizer", "--batch", "1,0"], "argument --batch: must be integers >= 1, comma-separated (e.g. 1,16,64), got 0"),
+    ("bench", ["randomizer", "--ops", "torch,triton"], "argument --ops: unknown ops backend 'triton'; accepted: torch, cuda"),
+    ("bench", ["randomizer", "--dtype", "f8"], "argument --dtype: unknown dtype 'f8'; accepted: float32, bfloat16, float16"),
+    ("bench", ["randomizer", "--bundle", "{tmp}/missing"], "argument --bundle: {tmp}/missing does not exist"),
+    ("bench", ["randomizer", "--repeats", "-1"], "argument --repeats: must be an integer >= 1, got -1"),
+    ("bench", ["vector", "--workers", "1", "0"], "argument --workers: must be an integer >= 1, got 0"),
+    ("bench", ["vector", "--threads", "-1"], "argument --threads: must be an integer >= 1, got -1"),
+    ("bench", ["vector", "--max-steps", "0"], "argument --max-steps: must be an integer >= 1, got 0"),
+    ("bench", ["vector", "--generator", "nosuch"], "argument --generator: unknown generator preset 'nosuch'"),
+    ("bench", ["vector", "--kinds", "threads"], "argument --kinds: invalid choice: 'threads'"),
+    ("bench", ["train", "--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
+    ("bench", ["train", "--batch", "-4"], "argument --batch: must be integers >= 1, comma-separated (e.g. 1,16,64), got -4"),
+    ("bench", ["train", "--data", "{tmp}/missing"], "argument --data: {tmp}/missing does not exist"),
+    ("bench", ["train", "--threads", "0"], "argument --threads: must be an integer >= 1, got 0"),
+    ("bench", ["precision", "--batch", "0"], "argument --batch: must be an integer >= 1, got 0"),
+    ("bench", ["precision", "--dtypes", "float32,f8"], "argument --dtypes: unknown dtype 'f8'; accepted: float32, bfloat16, float16"),
+    ("bench", ["precision", "--warmup", "-1"], "argument --warmup: must be an integer >= 0, got -1"),
+    ("bench", ["precision", "--frames", "{tmp}/missing"], "argument --frames: {tmp}/missing does not exist"),
+    ("bench", ["precision", "--json", "{tmp}"], "argument --json: {tmp} is a folder; accepted: a file path"),
+    ("bench", ["nosuch"], "argument target: invalid choice: 'nosuch'"),
 ]
 
 
@@ -98,7 +142,8 @@ def test_bad_arguments_are_one_line_and_exit_code_2(tmp_path, capsys, command, a
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert sub(words) in err
-    assert err.startswith(f"domrand {command}: error: ") and len(err.splitlines()) == 1
+    prog = f"domrand bench {args[0]}" if command == "bench" and args[0] in BENCH_TARGETS else f"domrand {command}"
+    assert err.startswith(f"{prog}: error: ") and len(err.splitlines()) == 1
     assert "Traceback" not in err + captured.out
 
 
@@ -111,6 +156,22 @@ def test_a_real_process_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "domrand randomize: error: argument --n: must be an integer >= 1, got -3 (see 'domrand randomize --help')"
+    )
+
+
+def test_every_bench_target_has_bad_argument_cases():
+    covered = {args[0] for command, args, _ in BAD_ARGUMENTS if command == "bench"}
+    assert set(BENCH_TARGETS) <= covered
+
+
+def test_bench_in_a_real_process_exits_2_with_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "domrand", "bench", "generator", "--batch", "0"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "domrand bench generator: error: argument --batch: must be integers >= 1, comma-separated (e.g. 1,16,64), "
+        "got 0 (see 'domrand bench generator --help')"
     )
 
 

@@ -232,3 +232,44 @@ def test_features_refine_microbatch_and_dtype(G) -> None:
     assert Ef.invert_calls == [3]
     out = _rand(G, Ef, dtype="bfloat16").randomize(f[:1])
     assert out.shape == f[:1].shape and out.dtype == np.uint8
+
+
+# frames, words of the ValueError (the check each row guards: without it these inputs reach
+# cv2/torch/numpy and fail there, with another error class or message)
+BAD_FRAMES = [
+    (np.zeros((0, 0, 3), np.uint8), "empty frame (height 0, width 0) in shape (0, 0, 3)"),
+    (np.zeros((2, 0, 8, 3), np.uint8), "empty frame (height 0, width 8) in shape (2, 0, 8, 3)"),
+    (np.zeros((2, 8, 0, 3), np.uint8), "empty frame (height 8, width 0) in shape (2, 8, 0, 3)"),
+    (np.zeros((2, 3, 0, 8), np.uint8), "empty frame (height 0, width 8) in shape (2, 3, 0, 8)"),
+    (np.zeros((0, 8, 8, 3), np.uint8), "empty batch (0 frames) in shape (0, 8, 8, 3)"),
+    (torch.zeros((2, 0, 8, 3), dtype=torch.uint8), "empty frame (height 0, width 8) in shape (2, 0, 8, 3)"),
+    (torch.zeros((0, 8, 8, 3), dtype=torch.uint8), "empty batch (0 frames) in shape (0, 8, 8, 3)"),
+    (np.zeros((8, 8, 1), np.uint8), "expected 3 colour channels on the last axis (or the first, channel-first), got shape (8, 8, 1)"),
+    (np.zeros((2, 8, 8, 4), np.uint8), "expected 3 colour channels on the last axis (or the first, channel-first), got shape (2, 8, 8, 4)"),
+    (np.zeros((2, 1, 8, 8), np.uint8), "expected 3 colour channels on the last axis (or the first, channel-first), got shape (2, 1, 8, 8)"),
+    (np.zeros((8, 8, 3), np.float32), "expected dtype uint8, got float32"),
+    (np.zeros((8, 8, 3), np.uint16), "expected dtype uint8, got uint16"),
+    (torch.zeros((8, 8, 3)), "expected dtype uint8, got float32"),
+    (np.zeros((8, 8), np.uint8), "expected 3 or 4 dims, got 2 (shape (8, 8))"),
+    (np.zeros((1, 2, 8, 8, 3), np.uint8), "expected 3 or 4 dims, got 5 (shape (1, 2, 8, 8, 3))"),
+    (None, "expected a numpy array or torch tensor, got NoneType"),
+]
+ACCEPTED = "; accepted: uint8 [N, H, W, 3] or [H, W, 3] (or channel-first [N, 3, H, W] / [3, H, W]) with N, H, W >= 1"
+
+
+@pytest.mark.parametrize("frames, words", BAD_FRAMES, ids=[w.split(" in shape")[0] for _, w in BAD_FRAMES])
+def test_bad_frames_are_a_value_error_naming_the_problem_and_the_accepted_form(G, E, frames, words) -> None:
+    r = _rand(G, E)
+    for call in (r.randomize, r.latents):
+        with pytest.raises(ValueError) as info:
+            call(frames)
+        assert str(info.value) == f"frames: {words}{ACCEPTED}"
+
+
+def test_explicit_channel_layout_is_checked(G, E) -> None:
+    r = _rand(G, E)
+    with pytest.raises(ValueError, match=r"^frames: expected 3 colour channels on the first axis, got 8 in shape \(2, 8, 8, 3\)"):
+        r.randomize(_frames(2, 8, 8), channels_first=True)
+    with pytest.raises(ValueError, match=r"^frames: empty frame \(height 0, width 8\) in shape \(3, 0, 8\)"):
+        r.randomize(np.zeros((3, 0, 8), np.uint8), channels_first=True)
+    assert r.randomize(np.zeros((1, 1, 3), np.uint8)).shape == (1, 1, 3)  # the smallest frame is fine

@@ -42,6 +42,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"domrand bench: '{args.target}' is not available in this version yet")
             return 2
         raise
-    sub = argparse.ArgumentParser(prog=f"domrand bench {args.target}", description=TARGETS[args.target])
+    from domrand.cli import _Parser  # one-line errors (exit code 2), as for every other command
+
+    sub = _Parser(prog=f"domrand bench {args.target}", description=TARGETS[args.target])
     module.add_arguments(sub)
     return int(module.main(sub.parse_args(args.rest)) or 0)

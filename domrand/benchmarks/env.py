@@ -11,6 +11,7 @@ import platform
 import statistics
 import time
 
+from domrand import cli_args
 from domrand.benchmarks.cli import report
 
 ENVS = ("domrand/Reach-v0", "domrand/Push-v0", "domrand/Localize-v0")
@@ -18,22 +19,22 @@ DOMAINS = ("sim", "target", "randomized")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env ids")
+    parser.add_argument("--envs", nargs="+", type=cli_args.env_id, default=list(ENVS), help="env ids")
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="visual domains")
-    parser.add_argument("--steps", type=int, default=300, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=int, default=30, help="untimed steps first")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--steps", type=cli_args.positive_int, default=300, help="steps per timed repeat")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=30, help="untimed steps first")
+    parser.add_argument("--image-size", type=cli_args.image_size, default=64, help="frame size in pixels")
     parser.add_argument("--obs-mode", default="pixels", choices=("pixels", "state", "pixels+state"))
     parser.add_argument("--renderer", default="tiny", choices=("auto", "tiny", "egl"))
-    parser.add_argument("--randomize-every", type=int, default=None, help="randomized: redraw every k steps")
+    parser.add_argument("--randomize-every", type=cli_args.positive_int, default=None, help="randomized: redraw every k steps")
     parser.add_argument(
         "--clock",
         default="wall",
         choices=("wall", "cpu"),
         help="wall: elapsed time; cpu: this process's CPU time (robust when other jobs share the cores)",
     )
-    parser.add_argument("--out", default=None, help="also write the table as Markdown to this file")
+    parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
 
 
 def measure(

@@ -15,18 +15,19 @@ import time
 
 import torch
 
+from domrand import cli_args
 from domrand.config import GeneratorConfig, load_config
 from domrand.generator.networks import Generator
 from domrand.utils import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="small64", help="generator preset name(s), comma-separated")
-    parser.add_argument("--batch", default="1,16,64", help="batch sizes, comma-separated")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--preset", type=cli_args.preset_list("generator"), default="small64", help="generator preset name(s), comma-separated")
+    parser.add_argument("--batch", type=cli_args.positive_int_list, default="1,16,64", help="batch sizes, comma-separated")
+    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per setting (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--modconv", action="store_true", help="compare fused and non-fused modulated conv")
     parser.add_argument(
         "--clock",
@@ -77,7 +78,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def main(args: argparse.Namespace) -> int:
     device = bench_device(args.device, args.threads, args.clock)
-    batches = [int(b) for b in str(args.batch).split(",") if b]
+    batches = list(args.batch)
     print(
         f"device={device} threads={torch.get_num_threads()} clock={args.clock} "
         f"repeats={args.repeats} (median) warmup={args.warmup}"
@@ -85,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     header = f"{'preset':<10}{'params(M)':>10}{'batch':>7}{'path':>10}{'img/s':>10}{'ms/batch':>10}{'peak MiB':>10}"
     print(header)
     print("-" * len(header))
-    for preset in str(args.preset).split(","):
+    for preset in args.preset:
         cfg = load_config(preset, GeneratorConfig).network
         torch.manual_seed(0)
         G = Generator(cfg).to(device).eval()

@@ -19,20 +19,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from domrand import cli_args
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", default=None, help="bundle folder or file (default: the bundled model)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    parser.add_argument("--dtypes", default="float32,bfloat16,float16",
+    parser.add_argument("--bundle", type=cli_args.existing_path, default=None, help="bundle folder or file (default: the bundled model)")
+    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto (default cpu)")
+    parser.add_argument("--dtypes", type=cli_args.dtype_list, default="float32,bfloat16,float16",
                         help="compute dtypes, comma-separated; float32 is always run first as the reference")
-    parser.add_argument("--batch", type=int, default=64, help="frames per randomize call (default 64)")
-    parser.add_argument("--frames", default=None, help="sim frames to randomize: a folder or .npy/.npz (default: noise)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per dtype (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    parser.add_argument("--batch", type=cli_args.positive_int, default=64, help="frames per randomize call (default 64)")
+    parser.add_argument("--frames", type=cli_args.existing_path, default=None,
+                        help="sim frames to randomize: a folder or .npy/.npz (default: noise)")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per dtype (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", type=cli_args.output_file, default=None, help="also write the rows as JSON to this file")
 
 
 def _frames(source: str | None, batch: int, resolution: int) -> np.ndarray:
@@ -104,13 +107,8 @@ def measure(
 
 def main(args: argparse.Namespace) -> int:
     from domrand.benchmarks.generator import bench_device
-    from domrand.randomizer import parse_dtype
 
-    if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
-        raise ValueError("--batch and --repeats must be >= 1 and --warmup >= 0")
-    dtypes = [d.strip() for d in str(args.dtypes).split(",") if d.strip()]
-    for d in dtypes:
-        parse_dtype(d)  # a clear error for an unknown name
+    dtypes = list(dict.fromkeys(args.dtypes))  # canonical names (cli_args.dtype_list), each once
     device = bench_device(args.device, args.threads, "wall")
     rows = measure(args.bundle, device, dtypes, args.batch, args.frames, args.repeats, args.warmup)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} repeats={args.repeats} (median), "

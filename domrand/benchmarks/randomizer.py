@@ -17,18 +17,23 @@ import time
 import numpy as np
 import torch
 
+from domrand import cli_args
+
+OPS = ("torch", "cuda")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="small64", help="generator preset(s), comma-separated (inverter preset of the same name)")
-    parser.add_argument("--bundle", default=None, help="time this bundle instead of untrained preset networks")
-    parser.add_argument("--batch", default="1,16,64", help="batch sizes, comma-separated")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--ops", default="torch", help="ops backends to compare, comma-separated: torch,cuda")
-    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--preset", type=cli_args.preset_list("generator"), default="small64",
+                        help="generator preset(s), comma-separated (inverter preset of the same name)")
+    parser.add_argument("--bundle", type=cli_args.existing_path, default=None, help="time this bundle instead of untrained preset networks")
+    parser.add_argument("--batch", type=cli_args.positive_int_list, default="1,16,64", help="batch sizes, comma-separated")
+    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--ops", type=cli_args.choice_list(OPS, "ops backend"), default="torch",
+                        help="ops backends to compare, comma-separated: torch,cuda")
+    parser.add_argument("--dtype", type=cli_args.dtype_name, default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per setting (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time (CPU only)")
 
 
@@ -44,11 +49,8 @@ def main(args: argparse.Namespace) -> int:
 
     device = bench_device(args.device, args.threads, args.clock)
     now = time.process_time if args.clock == "cpu" else time.perf_counter
-    batches = [int(b) for b in str(args.batch).split(",") if b]
-    backends = [b.strip() for b in str(args.ops).split(",") if b.strip()]
-    bad = sorted(set(backends) - {"torch", "cuda"})
-    if bad:
-        raise ValueError(f"--ops: unknown backend(s) {bad}; accepted: torch, cuda")
+    batches = list(args.batch)
+    backends = list(args.ops)
     if "cuda" in backends:
         from domrand import cuda
 
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     header = f"{'model':<12}{'ops':>6}{'batch':>7}{'frames/s':>11}{'ms/batch':>11}{'ms/frame':>10}"
     print(header)
     print("-" * len(header))
-    models = [("bundle", None)] if args.bundle else [(p, p) for p in str(args.preset).split(",")]
+    models = [("bundle", None)] if args.bundle else [(p, p) for p in args.preset]
     old_ops = os.environ.get("DOMRAND_OPS")
     try:
         for label, preset in models:

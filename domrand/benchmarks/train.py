@@ -17,18 +17,19 @@ import time
 import numpy as np
 import torch
 
+from domrand import cli_args
 from domrand.benchmarks.generator import _peak_memory_mb, _sync, bench_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="small64", help="generator preset name(s), comma-separated")
-    parser.add_argument("--batch", default="16", help="global batch sizes, comma-separated")
-    parser.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (default 16 = one R1 period)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    parser.add_argument("--data", default=None, help="training images (folder or .npy/.npz); default random pixels")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--preset", type=cli_args.preset_list("generator"), default="small64", help="generator preset name(s), comma-separated")
+    parser.add_argument("--batch", type=cli_args.positive_int_list, default="16", help="global batch sizes, comma-separated")
+    parser.add_argument("--steps", type=cli_args.positive_int, default=16, help="training steps per timed repeat (default 16 = one R1 period)")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=2, help="timed repeats (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed steps before timing")
+    parser.add_argument("--data", type=cli_args.existing_path, default=None, help="training images (folder or .npy/.npz); default random pixels")
+    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or this process's CPU time (CPU only)")
 
 
@@ -68,8 +69,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"device={device} threads={torch.get_num_threads()} clock={args.clock} steps={args.steps} "
           f"repeats={args.repeats} (median) warmup={args.warmup} data={args.data or 'random pixels'}")
     print(f"{'preset':<10}{'batch':>7}{'img/s':>10}{'ms/step':>10}{'peak MiB':>10}  repeats (img/s)")
-    for preset in [p for p in args.preset.split(",") if p]:
-        for batch in [int(b) for b in str(args.batch).split(",") if b]:
+    for preset in args.preset:
+        for batch in args.batch:
             rates = time_training(preset, batch, device, args.steps, args.repeats, args.warmup, args.data, args.clock)
             med = statistics.median(rates)
             print(f"{preset:<10}{batch:>7}{med:>10.2f}{1000 * batch / med:>10.1f}{_peak_memory_mb(device):>10.0f}  "

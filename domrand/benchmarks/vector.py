@@ -19,21 +19,23 @@ import statistics
 import time
 from typing import Any, Callable
 
+from domrand import cli_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from domrand.benchmarks.wrapper import add_randomizer_arguments
 
     add_randomizer_arguments(parser)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process (default 1)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="sub-envs (= worker processes for Async)")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch threads of the main process (default 1)")
+    parser.add_argument("--workers", type=cli_args.positive_int, nargs="+", default=[1, 2, 4], help="sub-envs (= worker processes for Async)")
     parser.add_argument("--kinds", nargs="+", default=["sync", "async"], choices=("sync", "async"), help="vector env kinds")
     parser.add_argument("--context", default="spawn", choices=("spawn", "fork", "forkserver"), help="AsyncVectorEnv start method")
     parser.add_argument("--no-randomizer", action="store_true", help="time the bare vector envs only")
-    parser.add_argument("--steps", type=int, default=20, help="vector steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed vector steps first")
-    parser.add_argument("--max-steps", type=int, default=50, help="episode length (auto-resets are timed too)")
-    parser.add_argument("--out", default=None, help="also write the table as Markdown to this file")
+    parser.add_argument("--steps", type=cli_args.positive_int, default=20, help="vector steps per timed repeat")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=5, help="untimed vector steps first")
+    parser.add_argument("--max-steps", type=cli_args.positive_int, default=50, help="episode length (auto-resets are timed too)")
+    parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
 
 
 class _Clock:

@@ -15,6 +15,7 @@ import statistics
 import time
 from typing import Any, Callable
 
+from domrand import cli_args
 from domrand.benchmarks.cli import report
 
 MODES = ("unwrapped", "style", "augment")
@@ -22,29 +23,29 @@ MODES = ("unwrapped", "style", "augment")
 
 def add_randomizer_arguments(parser: argparse.ArgumentParser) -> None:
     """The env and randomizer options shared by ``bench wrapper`` and ``bench vector``."""
-    parser.add_argument("--env", default="domrand/Reach-v0", help="env id (pixel observations)")
-    parser.add_argument("--image-size", type=int, default=64, help="env frame size")
-    parser.add_argument("--bundle", default=None, help="bundle to use (default: untrained --generator/--inverter)")
-    parser.add_argument("--generator", default="small64", help="generator preset when no bundle is given")
-    parser.add_argument("--inverter", default="small64", help="inverter preset when no bundle is given")
-    parser.add_argument("--device", default="cpu", help="randomizer device: cpu | cuda | auto")
+    parser.add_argument("--env", type=cli_args.env_id, default="domrand/Reach-v0", help="env id (pixel observations)")
+    parser.add_argument("--image-size", type=cli_args.image_size, default=64, help="env frame size")
+    parser.add_argument("--bundle", type=cli_args.existing_path, default=None, help="bundle to use (default: untrained --generator/--inverter)")
+    parser.add_argument("--generator", type=cli_args.preset("generator"), default="small64", help="generator preset when no bundle is given")
+    parser.add_argument("--inverter", type=cli_args.preset("inverter"), default="small64", help="inverter preset when no bundle is given")
+    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="randomizer device: cpu | cuda | auto")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_randomizer_arguments(parser)
-    parser.add_argument("--dtype", default="float32", help="randomizer compute dtype")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--num-envs", type=int, default=16, help="sub-environments of the vector runs")
-    parser.add_argument("--steps", type=int, default=100, help="steps per timed repeat (single env)")
-    parser.add_argument("--vector-steps", type=int, default=20, help="vector steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--dtype", type=cli_args.dtype_name, default="float32", help="randomizer compute dtype")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--num-envs", type=cli_args.positive_int, default=16, help="sub-environments of the vector runs")
+    parser.add_argument("--steps", type=cli_args.positive_int, default=100, help="steps per timed repeat (single env)")
+    parser.add_argument("--vector-steps", type=cli_args.positive_int, default=20, help="vector steps per timed repeat")
+    parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
+    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=5, help="untimed steps first")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="what to time")
     parser.add_argument("--no-vector", action="store_true", help="skip the vector runs")
     parser.add_argument(
         "--clock", default="wall", choices=("wall", "cpu"), help="wall: elapsed; cpu: this process's CPU time"
     )
-    parser.add_argument("--out", default=None, help="also write the table as Markdown to this file")
+    parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
 
 
 def build_randomizer(args: argparse.Namespace):
