@@ -112,7 +112,8 @@ def _option_forms() -> dict[str, tuple[Any, str]]:
         "refine_steps": (lambda v: _is_int(v) and 0 <= v <= 10000, "an integer in [0, 10000]"),
         "seed": (lambda v: v is None or (_is_int(v) and 0 <= v < 2**64), "null or an integer in [0, 2**64)"),
         "max_batch": (lambda v: _is_int(v) and 1 <= v <= 65536, "an integer in [1, 65536]"),
-        "dtype": (lambda v: isinstance(v, str) and v in ("float32", "float16", "bfloat16"), "one of float32, float16, bfloat16"),
+        "dtype": (lambda v: isinstance(v, str) and v in ("auto", "float32", "float16", "bfloat16"),
+                  "one of auto, float32, float16, bfloat16"),
         "drift_steps": (lambda v: _is_int(v) and 0 <= v <= 1_000_000, "an integer in [0, 1000000]"),
     }
 

@@ -273,3 +273,15 @@ def test_explicit_channel_layout_is_checked(G, E) -> None:
     with pytest.raises(ValueError, match=r"^frames: empty frame \(height 0, width 8\) in shape \(3, 0, 8\)"):
         r.randomize(np.zeros((3, 0, 8), np.uint8), channels_first=True)
     assert r.randomize(np.zeros((1, 1, 3), np.uint8)).shape == (1, 1, 3)  # the smallest frame is fine
+
+
+def test_dtype_auto_picks_bfloat16_only_on_a_cpu_with_native_bfloat16(monkeypatch):
+    import torch
+
+    from domrand import randomizer
+
+    monkeypatch.setattr(randomizer, "cpu_has_fast_bfloat16", lambda: True)
+    assert randomizer.auto_dtype(torch.device("cpu")) == torch.bfloat16
+    assert randomizer.auto_dtype(torch.device("cuda")) == torch.float32  # half measured slower at 64x64
+    monkeypatch.setattr(randomizer, "cpu_has_fast_bfloat16", lambda: False)
+    assert randomizer.auto_dtype(torch.device("cpu")) == torch.float32
