@@ -65,8 +65,8 @@ def finetuned(source_run) -> dict[str, Trainer]:
     """24 fine-tuning steps on the second domain per variant, same seed (trainers kept in memory)."""
     variants = {
         "free": {"training.mapping_lr_mult": 1.0, "training.freeze_d": 0},  # plain continued training
-        "frozen": {},  # the fine-tuning defaults: frozen mapping, FreezeD 1
-        "frozen+feature": dict(FEATURE),
+        "frozen": {"training.mapping_lr_mult": 0.0, "training.freeze_d": 1},  # today's fine-tuning defaults
+        "frozen+feature": {"training.mapping_lr_mult": 0.0, "training.freeze_d": 1, **FEATURE},
     }
     out = {}
     for name, sets in variants.items():
