@@ -315,3 +315,18 @@ def test_empty_or_wrong_size_frames_are_a_clear_error(randomizer, bad_shape, wor
     venv = VectorStyleRandomization(gym.vector.SyncVectorEnv([lambda: ImageEnv()] * 2), randomizer)
     with pytest.raises(ValueError, match=r"^observations: the env returned (an empty frame|a frame of shape \(2, 32, 32, 3\))"):
         venv.observations(np.zeros((2, *bad_shape), np.uint8))
+
+
+def test_threads_option_sets_torch_threads_and_refuses_nonsense(monkeypatch):
+    import torch
+
+    from domrand.wrappers.style import set_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    set_threads(None)
+    set_threads(1)
+    assert calls == [1]
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="expected an integer >= 1 or None"):
+            set_threads(bad)

@@ -162,9 +162,28 @@ class PixelTransformObservation(gym.ObservationWrapper):
         return type(observation)(out) if isinstance(observation, dict) else out
 
 
-def make_randomizer(randomizer_or_bundle: Any, device: str = "auto", **options: Any):
-    """A ``StyleRandomizer`` from an instance (returned as is), a bundle path, or None (packaged bundle)."""
+def set_threads(threads: int | None) -> None:
+    """``threads``: torch's CPU threads for this process (``None``: leave the current setting).
+
+    Process-wide (it also applies to a policy trained in the same process). On a shared 2-core
+    machine one thread ran the randomizer 3-11x faster than PyTorch's default (docs/benchmarks.md).
+    """
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected an integer >= 1 or None, got {threads!r}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def make_randomizer(randomizer_or_bundle: Any, device: str = "auto", threads: int | None = None, **options: Any):
+    """A ``StyleRandomizer`` from an instance (returned as is), a bundle path, or None (packaged bundle).
+
+    ``threads`` sets torch's CPU threads first (see ``set_threads``)."""
     from domrand.randomizer import StyleRandomizer
+
+    set_threads(threads)
 
     if isinstance(randomizer_or_bundle, StyleRandomizer):
         if options:
@@ -200,6 +219,8 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
     environment id), a bundle folder/file, or None for the bundle packaged with domrand.
     resample: ``"episode"`` (new style on every reset, seeded from the reset seed), ``"step"``, or k
     (also every k steps; with ``drift_steps`` the style glides there instead of jumping).
+    threads: torch's CPU threads for this process (``None``, the default, leaves them; 1 is the
+    fastest on a busy machine; the setting is process-wide).
     randomizer_options: ``StyleRandomizer`` keywords (``psi``, ``mix``, ``keep_resolution``, ...)
     when a bundle path is given.
 
@@ -214,6 +235,7 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
         from_render: bool = False,
         resample: str | int = "episode",
         device: str = "auto",
+        threads: int | None = None,
         **randomizer_options: Any,
     ):
         gym.utils.RecordConstructorArgs.__init__(
@@ -223,9 +245,10 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
             from_render=from_render,
             resample=resample,
             device=device,
+            threads=threads,
             **randomizer_options,
         )
-        randomizer = make_randomizer(randomizer_or_bundle, device=device, **randomizer_options)
+        randomizer = make_randomizer(randomizer_or_bundle, device=device, threads=threads, **randomizer_options)
         PixelTransformObservation.__init__(
             self, env, randomizer, pixel_key=pixel_key, from_render=from_render, resample=resample
         )

@@ -114,8 +114,9 @@ class VectorStyleRandomization(VectorPixelTransform):
         pixel_key: str | None = None,
         resample: str | int = "episode",
         device: str = "auto",
+        threads: int | None = None,  # torch CPU threads for this process (None: unchanged)
         **randomizer_options: Any,
     ):
-        randomizer = make_randomizer(randomizer_or_bundle, device=device, **randomizer_options)
+        randomizer = make_randomizer(randomizer_or_bundle, device=device, threads=threads, **randomizer_options)
         super().__init__(vector_env, randomizer, pixel_key=pixel_key, resample=resample)
         self.randomizer = randomizer
