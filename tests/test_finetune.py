@@ -277,3 +277,26 @@ def test_cli_init_set_resume_align_and_errors(source_run: Path, tmp_path: Path, 
         assert cli.main([*base, *extra, "--out", str(tmp_path / "bad")]) == 2, extra
         err = capsys.readouterr().err
         assert re.search(message, err), (extra, err)
+
+
+def test_two_rank_finetuning_keeps_ranks_identical(source_run: Path, source: finetune.InitSource) -> None:
+    """Ranks as threads (in-memory all-reduce): every rank loads the start, the coarse-feature
+    term's gradients are averaged like the others, and the ranks end with identical weights; the
+    frozen parts are still the start's."""
+    from dist_helpers import ThreadGroup
+
+    group = ThreadGroup(2)
+    sets = {"training.freeze_d": 1, **FEATURE}
+
+    def fn(rank: int, reduce) -> Trainer:
+        result = train(None, second_domain(16), None, kimg=2 * STEP_KIMG, init=source_run, overrides=sets, seed=2,
+                       rank=rank, world_size=2, reduce=reduce, **KW)  # fmt: skip
+        return result.trainer
+
+    t0, t1 = group.run(fn)
+    assert t0.step == t1.step == 2 and t0.local_batch == 2
+    for name in ("G", "G_ema", "D"):
+        s0, s1 = getattr(t0, name).state_dict(), getattr(t1, name).state_dict()
+        assert all(torch.equal(s0[k], s1[k]) for k in s0), name
+    assert _same(t0.G, source.G_ema, "mapping.") and _same(t0.D, source.D, "blocks.b16.")
+    assert not _same(t0.G, source.G_ema, "synthesis.")
