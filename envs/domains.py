@@ -317,10 +317,13 @@ def target_look(scene: Scene, cfg: TargetConfig) -> Look:
 # drawn inside one of NON_RED_WEDGES (hue ranges that exclude the red family; a blend of two
 # colours of one wedge stays in it, so patterns and texture filtering cannot make red) or is grey,
 # and textures are only dimmed with grey, never tinted. The light's colour stays near white.
-RED_HUE_DEG = 12.0  # the cube's hue: U(-x, x) degrees around pure red
+RED_HUE_DEG = 15.0  # the cube's hue: U(-x, x) degrees around pure red (rendered cubes: sim ~4, target-a ~14-19)
 RED_SATURATION = (0.65, 1.0)  # the cube's HSV saturation
 RED_VALUE = (0.5, 1.0)  # the cube's HSV value (brightness)
-NON_RED_WEDGES = ((55.0, 180.0), (180.0, 305.0))  # hue ranges (degrees) of every other colour
+# Hue ranges (degrees) of every other colour: orange and pink are in (the sim and target arms have
+# orange joints; a model must learn that orange is not the cube), the red family +-RED_EXCLUSION_DEG is not.
+RED_EXCLUSION_DEG = 30.0
+NON_RED_WEDGES = ((RED_EXCLUSION_DEG, 180.0), (180.0, 360.0 - RED_EXCLUSION_DEG))
 GREY_PROB = 0.2  # share of non-red colours that are greys
 LIGHT_COLOR = (0.8, 1.0)  # per-channel light colour range (near white: the cube stays red)
 CAMERA_EYE_JITTER = 0.015  # m, U(-x, x) per axis
@@ -358,7 +361,7 @@ def non_red_rgb(rng: np.random.Generator) -> np.ndarray:
     return non_red_sampler(rng)(rng)
 
 
-def is_red(rgb: "np.ndarray | Sequence[float]", min_saturation: float = 0.25, hue_deg: float = 30.0) -> bool:
+def is_red(rgb: "np.ndarray | Sequence[float]", min_saturation: float = 0.25, hue_deg: float = 20.0) -> bool:
     """Whether an RGB colour is in the red hue family: hue within ``hue_deg`` of 0 and saturated."""
     import colorsys
 

@@ -17,13 +17,13 @@ OBJECT, DISTRACTOR, TABLE = 3, 5, 1
 
 
 def _red_share(pixels: np.ndarray) -> float:
-    """Share of uint8 RGB pixels ``[N, 3]`` in the red family (hue within 30 deg of red, saturated, not black)."""
+    """Share of uint8 RGB pixels ``[N, 3]`` in the red family (hue within 20 deg of red, saturated, not black)."""
     f = pixels.reshape(-1, 3).astype(np.float64) / 255.0
     hsv = np.array([colorsys.rgb_to_hsv(*px) for px in f])
     if not len(hsv):
         return 0.0
     dist = np.minimum(hsv[:, 0] * 360.0, 360.0 - hsv[:, 0] * 360.0)
-    return float(((dist <= 30.0) & (hsv[:, 1] >= 0.35) & (hsv[:, 2] >= 0.12)).mean())
+    return float(((dist <= 20.0) & (hsv[:, 1] >= 0.35) & (hsv[:, 2] >= 0.12)).mean())
 
 
 def _png(path: str) -> np.ndarray:
