@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from domrand import checkpoint as ckpt
 from domrand.config import GeneratorConfig, NetworkConfig, TrainingConfig, from_dict, load_config, replace, to_dict
 from domrand.generator import runs
