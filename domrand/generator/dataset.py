@@ -6,6 +6,10 @@ square, resize to ``R`` (``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_CUBIC`` 
 The result is cached as a ``.npy`` file keyed by the file list (relative paths, sizes, mtimes), the
 resolution and a format version, so later runs do not decode again.
 
+``load_masks`` reads the class-id masks of such a frame set (``domrand export-frames --masks``
+writes ``DIR/masks/NNNNNN.png`` beside ``DIR/frames/``) through the same crop/resize/cache path
+(nearest-neighbour resize, so class ids stay ids), checked to pair one-to-one with the frames.
+
 ``ImageSampler`` draws float batches ``[B, 3, R, R]`` in ``[-1, 1]`` from that array,
 deterministically from a passed generator, optionally x-flipped, optionally from one rank's shard.
 """
@@ -27,7 +31,17 @@ import torch
 
 from domrand.utils import atomic_path
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageSampler", "default_cache_dir", "load_images", "prepare_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageSampler",
+    "default_cache_dir",
+    "load_images",
+    "load_masks",
+    "masks_beside",
+    "prepare_image",
+    "prepare_mask",
+    "read_class_ids",
+]
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +342,193 @@ def _decode_folder(files: list[Path], resolution: int, *, progress: bool) -> tup
 # Sampling
 
 
+# ------------------------------------------------------------------------------------------------
+# Masks (class ids per pixel), paired with a frame set
+
+
+MASK_ACCEPTED = (
+    "a folder of uint8 class-id PNGs with the same relative file names as the frames "
+    "(domrand export-frames --masks: DIR/masks/ beside DIR/frames/), or a .npy/.npz file holding "
+    "uint8 masks [N, H, W] in the frames' order (npz: the array named 'masks', else the first array)"
+)
+
+
+def prepare_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre-crop a class-id mask ``uint8 [H, W]`` to square and resize it to ``resolution``
+    (nearest neighbour: ids stay ids), the same crop as :func:`prepare_image`."""
+    h, w = mask.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = np.ascontiguousarray(mask[top : top + side, left : left + side])
+    if side == resolution:
+        return square
+    return cv2.resize(square, (resolution, resolution), interpolation=cv2.INTER_NEAREST)
+
+
+def masks_beside(frames_source: str | os.PathLike) -> Path:
+    """``--sim-masks auto``: the ``masks/`` folder beside a ``frames/`` folder (export-frames layout)."""
+    src = Path(frames_source).expanduser()
+    cand = src.parent / "masks" if src.name == "frames" else src / "masks"
+    if not cand.is_dir():
+        raise ValueError(
+            f"--sim-masks auto: no masks folder {cand} beside the frames {src} (expected DIR/frames/ + DIR/masks/ "
+            "from domrand export-frames --masks); pass the masks explicitly"
+        )
+    return cand
+
+
+def read_class_ids(mask_source: str | os.PathLike) -> dict[str, int] | None:
+    """``class_ids`` of the ``meta.json`` in or beside a mask source (export-frames writes
+    ``DIR/meta.json`` beside ``DIR/masks/``), else ``None``."""
+    src = Path(mask_source).expanduser()
+    base = src if src.is_dir() else src.parent
+    for meta in (base / "meta.json", base.parent / "meta.json"):
+        if meta.is_file():
+            try:
+                ids = json.loads(meta.read_text()).get("class_ids")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(ids, dict) and all(isinstance(v, int) for v in ids.values()):
+                return {str(k): int(v) for k, v in ids.items()}
+    return None
+
+
+def _mask_error(source: Path, frames_source: Path, why: str) -> ValueError:
+    return ValueError(f"masks {source} do not pair with frames {frames_source}: {why}; accepted: {MASK_ACCEPTED}")
+
+
+def _decode_mask(path: Path) -> np.ndarray | None:
+    try:
+        raw = np.fromfile(str(path), dtype=np.uint8)
+        m = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    except (OSError, cv2.error):
+        return None
+    if m is None or m.dtype != np.uint8:
+        return None
+    return m if m.ndim == 2 else m[:, :, 0]
+
+
+def _frame_size(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of a PNG from its header (no decode), else ``None``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or not head.startswith(b"\x89PNG") or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def _frames_array_shape(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of the images in a ``.npy`` frame file (memory-mapped header only), else ``None``."""
+    if path.suffix.lower() != ".npy":
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        return None
+    if arr.ndim != 4:
+        return None
+    return (int(arr.shape[1]), int(arr.shape[2])) if arr.shape[-1] == 3 else (int(arr.shape[2]), int(arr.shape[3]))
+
+
+def load_masks(
+    source: str | os.PathLike,
+    frames_source: str | os.PathLike,
+    resolution: int,
+    *,
+    n_frames: int,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Class-id masks ``uint8 [n_frames, resolution, resolution]`` aligned with
+    ``load_images(frames_source, resolution)`` (mask ``i`` belongs to frame ``i``).
+
+    ``source``: a folder of mask PNGs (recursive, hidden entries skipped) whose sorted relative
+    names equal the frames folder's (so ``DIR/masks/`` pairs with ``DIR/frames/``), or a ``.npy``/
+    ``.npz`` of uint8 ``[N, H, W]`` in the frames' order. Each mask gets the frames' centre crop and
+    a nearest-neighbour resize; folder results are cached like frames. Raises a one-line
+    ``ValueError`` naming both sources and the accepted form when names, counts or sizes differ,
+    or when a mask is unreadable.
+    """
+    resolution = int(resolution)
+    source, frames_source = Path(source).expanduser(), Path(frames_source).expanduser()
+    if not source.exists():
+        raise _mask_error(source, frames_source, "the mask source does not exist")
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    frame_files: list[Path] | None = None
+    frame_shape = None if frames_source.is_dir() else _frames_array_shape(frames_source)
+    if source.is_dir():
+        files = _list_image_files(source)
+        if frames_source.is_dir():
+            frame_files = _list_image_files(frames_source)
+            if len(frame_files) != n_frames:
+                raise _mask_error(source, frames_source, f"{len(frame_files) - n_frames} frame file(s) were unreadable and skipped")
+            names = [f.relative_to(source).with_suffix("").as_posix() for f in files]
+            fnames = [f.relative_to(frames_source).with_suffix("").as_posix() for f in frame_files]
+            if names != fnames:
+                extra = sorted(set(fnames) - set(names))
+                what = f"no mask for frame {extra[0]!r}" if extra else "the file names differ"
+                raise _mask_error(source, frames_source, f"{len(files)} mask(s) for {len(frame_files)} frame(s), {what}")
+        elif len(files) != n_frames:
+            raise _mask_error(source, frames_source, f"{len(files)} mask(s) for {n_frames} frame(s)")
+        entries = [_stat_entry(f, source) for f in files]
+        entries += [_stat_entry(f, frames_source) for f in frame_files or []]  # a changed frame re-checks sizes
+        key = _cache_key("masks", entries, resolution)
+        cache_path = cache_root / f"{source.name or 'masks'}-masks-{resolution}px-{key[:20]}.npy"
+        if cache_path.is_file():
+            try:
+                arr = np.load(cache_path, allow_pickle=False)
+                if arr.dtype == np.uint8 and arr.shape == (n_frames, resolution, resolution):
+                    return arr
+            except Exception:  # a corrupt cache is rebuilt
+                pass
+        out = np.empty((len(files), resolution, resolution), dtype=np.uint8)
+        first = None
+        for i in _progress(range(len(files)), progress, "decoding masks"):
+            m = _decode_mask(files[i])
+            if m is None:
+                raise _mask_error(source, frames_source, f"cannot read {files[i].relative_to(source).as_posix()} as a uint8 PNG")
+            first = m.shape if first is None else first
+            if m.shape != first:
+                raise _mask_error(source, frames_source, f"mask sizes differ ({list(first)} vs {list(m.shape)} at {files[i].name})")
+            fsize = _frame_size(frame_files[i]) if frame_files is not None else frame_shape
+            if fsize is not None and tuple(fsize) != tuple(m.shape):
+                raise _mask_error(
+                    source, frames_source,
+                    f"mask {files[i].relative_to(source).as_posix()} is {m.shape[0]}x{m.shape[1]}, its frame {fsize[0]}x{fsize[1]}",
+                )  # fmt: skip
+            out[i] = prepare_mask(m, resolution)
+        try:
+            with atomic_path(cache_path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, out, allow_pickle=False)
+        except OSError:
+            pass
+        return out
+    if source.suffix.lower() not in ARRAY_EXTENSIONS:
+        raise _mask_error(source, frames_source, "the mask source is neither a folder nor a .npy/.npz file")
+    try:
+        _check_array_magic(source)
+        if source.suffix.lower() == ".npy":
+            arr = np.load(source, allow_pickle=False)
+        else:
+            with np.load(source, allow_pickle=False) as npz:
+                if not npz.files:
+                    raise ValueError("the .npz file holds no arrays")
+                arr = npz["masks"] if "masks" in npz.files else npz[npz.files[0]]
+    except Exception as exc:
+        raise _mask_error(source, frames_source, f"could not read the array ({' '.join(str(exc).split())[:120]})") from None
+    if arr.dtype != np.uint8 or arr.ndim != 3:
+        raise _mask_error(source, frames_source, f"expected uint8 [N, H, W], got {arr.dtype} {list(arr.shape)}")
+    if len(arr) != n_frames:
+        raise _mask_error(source, frames_source, f"{len(arr)} mask(s) for {n_frames} frame(s)")
+    if frame_shape is not None and tuple(arr.shape[1:]) != frame_shape:
+        raise _mask_error(source, frames_source, f"masks are {arr.shape[1]}x{arr.shape[2]}, frames {frame_shape[0]}x{frame_shape[1]}")
+    return np.stack([prepare_mask(m, resolution) for m in arr]) if arr.shape[1:] != (resolution, resolution) else np.ascontiguousarray(arr)
+
+
 class ImageSampler:
     """Draw random float batches from a ``uint8 [N, R, R, 3]`` image array.
 
@@ -342,6 +543,7 @@ class ImageSampler:
         xflip: bool = False,  # mirror each drawn image with probability 0.5
         rank: int = 0,  # this process's rank for data sharding
         world_size: int = 1,  # number of processes sharing the dataset
+        masks: np.ndarray | None = None,  # uint8 [N, R, R] class ids paired with images (sample_with_masks)
     ) -> None:
         ok = isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
         if not ok or images.shape[-1] != 3:
@@ -361,6 +563,13 @@ class ImageSampler:
         if not shard.flags.writeable:
             shard = shard.copy()
         self._images = torch.from_numpy(np.ascontiguousarray(shard))  # shares memory when possible
+        self._masks = None
+        if masks is not None:
+            if not isinstance(masks, np.ndarray) or masks.dtype != np.uint8 or masks.shape != images.shape[:3]:
+                got = f"{type(masks).__name__} {getattr(masks, 'dtype', '?')} {list(getattr(masks, 'shape', []))}"
+                raise ValueError(f"masks: expected a uint8 numpy array {list(images.shape[:3])} (one per image), got {got}")
+            mshard = masks if self.world_size == 1 else masks[self.indices]
+            self._masks = torch.from_numpy(np.array(mshard, copy=True))
 
     def __len__(self) -> int:
         """Number of images in this rank's shard."""
@@ -381,6 +590,29 @@ class ImageSampler:
         Indices (and flips) are drawn from ``generator`` only, so equal generator states give equal
         batches. Returns a tensor that does not share memory with the dataset.
         """
+        return self._draw(batch, generator, device, with_masks=False)[0]
+
+    @property
+    def has_masks(self) -> bool:
+        return self._masks is not None
+
+    def sample_with_masks(
+        self,
+        batch: int,
+        generator: torch.Generator | np.random.Generator,
+        device: str | torch.device = "cpu",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images float32 [batch, 3, R, R] in [-1, 1], masks uint8 [batch, R, R])``: the same
+        indices and flips for both, and the same draws from ``generator`` as :meth:`sample`."""
+        if self._masks is None:
+            raise ValueError("sample_with_masks: this sampler was built without masks")
+        x, m = self._draw(batch, generator, device, with_masks=True)
+        assert m is not None
+        return x, m
+
+    def _draw(
+        self, batch: int, generator: torch.Generator | np.random.Generator, device: str | torch.device, with_masks: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = len(self.indices)
         if isinstance(generator, np.random.Generator):
             idx = torch.from_numpy(generator.integers(0, n, size=batch, dtype=np.int64))
@@ -395,7 +627,10 @@ class ImageSampler:
                 f"generator: expected torch.Generator or numpy.random.Generator, got {type(generator).__name__}"
             )
         x = self._images[idx]  # uint8 [B, R, R, 3], a copy
+        m = self._masks[idx] if (with_masks and self._masks is not None) else None  # uint8 [B, R, R]
         if flip is not None and bool(flip.any()):
             x[flip] = x[flip].flip(2)
+            if m is not None:
+                m[flip] = m[flip].flip(2)
         x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).to(torch.float32)
-        return (x / 127.5 - 1.0).contiguous()
+        return (x / 127.5 - 1.0).contiguous(), (None if m is None else m.to(device))

@@ -99,6 +99,8 @@ class InverterTrainingConfig:
     structure_weight: float = 1.0  # simulator frames: weight of the structure loss
     structure_kind: str = "tensor"  # tensor (colour structure tensor; the default, docs/benchmarks.md) | luminance (normalized luminance gradient + low-pass)
     sim_image_weight: float = 0.0  # simulator frames: plain image losses too (usually 0)
+    sim_recon_weight: float = 0.0  # simulator frames: object-aware (mask-weighted) L2/L1 reconstruction (0 = off; the aligned-pair design's E into G_sim)
+    class_weights: Any = field(default_factory=lambda: {"object": 20.0, "distractor": 5.0})  # class name (or id) -> per-pixel weight of that loss; classes not named weigh 1
     delta_weight: float = 0.01  # e4e-style: spread of a sample's ws across layers
     norm_weight: float = 0.01  # ws outside the typical radius of W
     spatial_reg_weight: float = 0.001  # L2 of the spatial latent's offset from the average features
@@ -110,6 +112,19 @@ class InverterTrainingConfig:
     refine_steps: int = 20  # default refinement steps of eval-inverter
     refine_lr: float = 0.02  # Adam learning rate of the refinement
     min_images: int = 16  # fewer images than this in --target-data / --sim-data is an error
+
+    def __post_init__(self) -> None:
+        cw = self.class_weights
+        if not isinstance(cw, dict):
+            raise ValueError(f"training.class_weights: expected a mapping of class name -> weight, got {cw!r}")
+        clean: dict[str, float] = {}
+        for k, v in cw.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= float(v) < float("inf")):
+                raise ValueError(f"training.class_weights.{k}: expected a finite number >= 0, got {v!r}")
+            clean[str(k)] = float(v)
+        object.__setattr__(self, "class_weights", clean)
+        if not (self.sim_recon_weight >= 0):
+            raise ValueError(f"training.sim_recon_weight must be >= 0, got {self.sim_recon_weight}")
 
 
 @dataclass(frozen=True)

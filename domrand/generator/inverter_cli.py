@@ -11,6 +11,17 @@ sizes of the config are global and split evenly over the ranks (docs/scaling.md)
 
     torchrun --nproc_per_node=K -m domrand train-inverter --generator runs/target64 \
         --config small64 --out runs/target64-E --target-data data/target --sim-data data/sim
+
+Object-aware in-domain inversion (the aligned-pair design: E inverts sim frames into G_sim, a
+generator trained on the same sim frames). ``domrand export-frames --masks --out data/sim`` writes
+``data/sim/frames/`` and ``data/sim/masks/`` (uint8 class ids, names in ``data/sim/meta.json``);
+``--sim-masks auto`` takes the ``masks/`` folder beside the ``frames/`` folder given as
+``--sim-data``::
+
+    domrand train-inverter --generator runs/sim64 --config small64 --out runs/sim64-E \
+        --sim-data data/sim/frames --sim-masks auto \
+        --set training.sim_recon_weight=1 --set training.structure_weight=0 \
+        --set 'training.class_weights={object: 20, distractor: 5}'
 """
 
 from __future__ import annotations
@@ -29,7 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="inverter preset name (tiny, small64) or YAML path; a resume uses the run's")
     parser.add_argument("--out", required=True, help="run directory (runs/NAME)")
     parser.add_argument("--target-data", default=None, help="target-domain images (the generator's training set): folder or .npy/.npz")
-    parser.add_argument("--sim-data", default=None, help="simulator frames: folder or .npy/.npz")
+    parser.add_argument("--sim-data", default=None, help="simulator frames: folder or .npy/.npz (for --sim-masks auto: the frames/ folder of export-frames --masks)")
+    parser.add_argument(
+        "--sim-masks",
+        default=None,
+        metavar="DIR|FILE|auto",
+        help=(
+            "class-id masks of the --sim-data frames for the object-aware loss: a folder of uint8 PNGs with the frames' "
+            "file names (export-frames --masks: DIR/masks/ beside DIR/frames/), a .npy/.npz of uint8 [N, H, W] in the "
+            "frames' order, or 'auto' = the masks/ folder beside the frames/ folder; class names from the meta.json "
+            "beside it. Active when training.sim_recon_weight > 0 (default 0 = off): per-pixel L2/L1 of E->G's "
+            "reconstruction vs the sim frame, weighted by training.class_weights (default object 20, distractor 5, "
+            "other classes 1; e.g. --set 'training.class_weights={object: 20, distractor: 5}') and normalized by the "
+            "sum of the weights"
+        ),
+    )
     parser.add_argument("--kimg", type=cli_args.positive_float, default=None, help="train until this many thousand images (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue the newest intact checkpoint in --out exactly")
     parser.add_argument("--allow-changes", action="store_true", help="with --resume: accept other --target-data/--sim-data than the run's")
@@ -87,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
     kwargs = dict(
         target_data=args.target_data,
         sim_data=args.sim_data,
+        sim_masks=args.sim_masks,
         kimg=args.kimg,
         resume=args.resume,
         allow_changes=args.allow_changes,

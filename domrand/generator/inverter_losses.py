@@ -13,6 +13,11 @@
   local trace. Edges count wherever *any* channel changes (a light-blue wall on a beige table is
   nearly iso-luminant), their polarity does not (a bright sim wall may become a dark target wall),
   and there is no brightness-layout term.
+* :func:`weighted_recon_loss` (the object-aware loss): per-pixel L2/L1 weighted by a per-pixel
+  weight map (from a class mask through :func:`class_weight_map`) and normalized by the sum of the
+  weights, so small task objects (a 3-4 px cube) are not averaged away and the loss scale does not
+  depend on how many object pixels a frame has. All weights 1 is plain MSE/L1.
+  :func:`class_squared_errors` sums squared errors per class (per-class PSNR in eval-inverter).
 * :func:`delta_penalty`, :func:`norm_penalty`: keep predicted ws near W so kept coarse styles
   combine cleanly with resampled fine ones (the idea of e4e's delta regularization, written here
   as each layer's distance from the sample's mean w, and a penalty on leaving W's typical shell).
@@ -22,6 +27,8 @@ Images are ``[N, 3, H, W]`` in ``[-1, 1]``.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -29,7 +36,12 @@ from torch.nn import functional as F
 from domrand.utils import assert_shape
 
 __all__ = [
+    "DEFAULT_CLASS_IDS",
+    "DEFAULT_CLASS_WEIGHTS",
     "DiscriminatorFeatureLoss",
+    "class_squared_errors",
+    "class_weight_lut",
+    "class_weight_map",
     "delta_penalty",
     "edge_tensor_field",
     "edge_tensor_loss",
@@ -38,6 +50,7 @@ __all__ = [
     "luminance",
     "norm_penalty",
     "structure_loss",
+    "weighted_recon_loss",
 ]
 
 _LUMA = (0.299, 0.587, 0.114)
@@ -186,3 +199,100 @@ def norm_penalty(ws: torch.Tensor, w_avg: torch.Tensor, radius: float | torch.Te
     assert_shape("ws", ws, [None, None, w_avg.shape[-1]])
     dist = ((ws - w_avg.reshape(1, 1, -1)).square().sum(2) + 1e-8).sqrt() / radius
     return F.relu(dist - 1).square().mean(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Object-aware (mask-weighted) reconstruction
+
+
+DEFAULT_CLASS_IDS: dict[str, int] = {"background": 0, "table": 1, "robot": 2, "object": 3, "goal": 4, "distractor": 5}
+"""Class ids of ``domrand export-frames --masks`` (``envs.scene.CLASS_IDS``), used when a mask folder
+has no ``meta.json`` beside it."""
+
+DEFAULT_CLASS_WEIGHTS: dict[str, float] = {"object": 20.0, "distractor": 5.0}
+"""``InverterTrainingConfig.class_weights`` default; classes not named weigh 1."""
+
+
+def class_weight_lut(
+    class_weights: Mapping[str, float], class_ids: Mapping[str, int] | None = None
+) -> torch.Tensor:
+    """Per-class weights -> a lookup table ``float32 [256]`` indexed by mask value (uint8 class id).
+
+    ``class_weights`` maps a class name of ``class_ids`` (default :data:`DEFAULT_CLASS_IDS`), or a
+    class id written as a string/int, to a weight ``>= 0``; ids not named weigh 1. An unknown
+    name is a ``ValueError`` listing the known ones.
+    """
+    ids = dict(DEFAULT_CLASS_IDS if class_ids is None else class_ids)
+    lut = torch.ones(256, dtype=torch.float32)
+    for name, weight in class_weights.items():
+        key = str(name)
+        if key in ids:
+            idx = int(ids[key])
+        elif key.isdigit() and int(key) < 256:
+            idx = int(key)
+        else:
+            raise ValueError(
+                f"training.class_weights: unknown class {key!r}; known classes: {', '.join(sorted(ids, key=ids.get))} "
+                "(from the masks' meta.json, else export-frames' defaults) or a class id 0..255"
+            )
+        if not 0 <= idx < 256:
+            raise ValueError(f"training.class_weights: class {key!r} has id {idx}, outside 0..255")
+        w = float(weight)
+        if not (w >= 0 and w < float("inf")):
+            raise ValueError(f"training.class_weights: the weight of {key!r} must be finite and >= 0, got {weight!r}")
+        lut[idx] = w
+    return lut
+
+
+def class_weight_map(masks: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Class-id masks ``[N, H, W]`` (uint8/int) -> per-pixel weights ``[N, 1, H, W]`` (float32)."""
+    assert_shape("masks", masks, [None, None, None])
+    assert_shape("lut", lut, [256])
+    return lut.to(masks.device)[masks.long()].unsqueeze(1)
+
+
+def weighted_recon_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    l2: float = 1.0,
+    l1: float = 0.0,
+) -> torch.Tensor:
+    """Mask-weighted reconstruction loss per image ``[N]``.
+
+    ``x``, ``y``: images ``[N, C, H, W]``; ``weights``: ``[N, 1, H, W]`` (``None`` = all 1). Per pixel
+    ``d = l2 * mean_c (x - y)^2 + l1 * mean_c |x - y|``; the loss is ``sum_p w_p d_p / sum_p w_p``
+    (a weighted mean, so its scale does not depend on how many heavy pixels a frame has; with all
+    weights equal it is ``l2 * MSE + l1 * L1``). An image whose weights are all 0 contributes 0.
+    """
+    assert_shape("y", y, list(x.shape))
+    n, _, h, w = x.shape
+    if weights is None:
+        weights = x.new_ones(n, 1, h, w)
+    assert_shape("weights", weights, [n, 1, h, w])
+    diff = x - y
+    per_pixel = x.new_zeros(n, 1, h, w)
+    if l2:
+        per_pixel = per_pixel + l2 * diff.square().mean(1, keepdim=True)
+    if l1:
+        per_pixel = per_pixel + l1 * diff.abs().mean(1, keepdim=True)
+    weights = weights.to(x.dtype)
+    return (weights * per_pixel).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1e-12)
+
+
+def class_squared_errors(
+    x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, num_classes: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed squared error and pixel count per class: ``(sse [K], count [K])``, float64.
+
+    ``x``, ``y``: ``[N, C, H, W]``; ``masks``: ``[N, H, W]`` class ids ``< num_classes``. The
+    squared error of a pixel is its mean over channels, so ``sse / count`` is the class's MSE
+    (pooled over all its pixels in the batch) and ``10 log10(4 / mse)`` its PSNR for ``[-1, 1]``.
+    """
+    assert_shape("y", y, list(x.shape))
+    assert_shape("masks", masks, [x.shape[0], x.shape[2], x.shape[3]])
+    se = (x.double() - y.double()).square().mean(1).flatten()
+    ids = masks.long().flatten().to(se.device)
+    sse = torch.zeros(num_classes, dtype=torch.float64, device=se.device).index_add_(0, ids, se)
+    count = torch.bincount(ids, minlength=num_classes)[:num_classes].to(torch.float64)
+    return sse, count

@@ -8,7 +8,13 @@ Every step draws up to three sub-batches, each with its own loss:
 * simulator frames (``--sim-data``): the structure-preserving loss of ``training.structure_kind``
   (the generator cannot paint sim textures, so edges, not colours, are matched: ``tensor``, the
   default = the colour structure tensor, polarity-free; ``luminance`` = normalized luminance
-  gradients + low-pass shading layout; see ``inverter_losses``).
+  gradients + low-pass shading layout; see ``inverter_losses``), and with
+  ``training.sim_recon_weight > 0`` the object-aware reconstruction loss: per-pixel L2/L1 (the
+  ``l2_weight``/``l1_weight`` mix) weighted by the class of each pixel in the frame's mask
+  (``--sim-masks``; ``training.class_weights``, e.g. object 20, distractor 5, others 1) and
+  normalized by the sum of the weights. That is the aligned-pair design's in-domain inversion (E
+  into G_sim, trained on the same sim frames), where a 3-4 px cube must not be averaged away.
+  Masks are drawn with their frames (same indices, same flips); without masks every pixel weighs 1.
 
 Image losses: L2, L1, 1 - MS-SSIM, and the perceptual loss on the trained discriminator's features
 (``D.safetensors`` of the generator run's newest checkpoint, when there is one). All predicted ws
@@ -66,9 +72,12 @@ from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, r
 from domrand.generator.inverter_losses import (
     STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
+    class_weight_lut,
+    class_weight_map,
     delta_penalty,
     image_loss,
     norm_penalty,
+    weighted_recon_loss,
 )
 from domrand.generator.networks import mix_styles, random_crossover
 from domrand.utils import atomic_write_text
@@ -154,6 +163,8 @@ class InverterTrainer:
         rank: int = 0,  # this process's rank (data-parallel; only rank 0 writes files)
         world_size: int = 1,  # number of ranks; the config's batch sizes are split evenly over them
         reduce: dist_utils.Reduce | None = None,  # all-reduce sum over ranks (None: single process)
+        sim_masks: np.ndarray | None = None,  # uint8 [N, R, R] class ids, one per sim frame (object-aware loss)
+        class_ids: dict[str, int] | None = None,  # class name -> id of sim_masks (None: export-frames' ids)
     ):
         from domrand.generator.dataset import ImageSampler
 
@@ -196,10 +207,18 @@ class InverterTrainer:
             self.target_train = ImageSampler(target_images[hold:], xflip=False, rank=self.rank, world_size=self.world_size)
         self.sim_train = None
         self.sim_grid = None
+        if sim_masks is not None and sim_images is None:
+            raise ValueError("sim masks were given without sim frames (--sim-masks needs --sim-data)")
         if sim_images is not None:
             _check_images("sim frames", sim_images, R)
-            self.sim_train = ImageSampler(sim_images, xflip=False, rank=self.rank, world_size=self.world_size)
+            self.sim_train = ImageSampler(
+                sim_images, xflip=False, rank=self.rank, world_size=self.world_size, masks=sim_masks
+            )  # fmt: skip
             self.sim_grid = sim_images[:2]
+        # object-aware reconstruction of sim frames: per-class weights as a lookup table [256]
+        self.class_lut = class_weight_lut(self.tc.class_weights, class_ids)
+        if self.tc.sim_recon_weight and not (self.tc.l2_weight or self.tc.l1_weight):
+            raise ValueError("training.sim_recon_weight > 0 needs training.l2_weight or training.l1_weight > 0 (its per-pixel mix)")
         # Per-rank sub-batches: the config's batch sizes are global.
         used = [("gen_batch", self.tc.gen_batch)]
         used += [("target_batch", self.tc.target_batch)] if self.target_train is not None else []
@@ -280,13 +299,23 @@ class InverterTrainer:
             logs["mse/target"] = float((rec - x).detach().square().mean())
             n_images += self.target_batch
         if self.sim_train is not None and self.sim_batch > 0:
-            x = self.sim_train.sample(self.sim_batch, self.rng, self.device)
+            masks = None
+            if self.sim_train.has_masks:  # same draws from self.rng as sample(): masks change no batch
+                x, masks = self.sim_train.sample_with_masks(self.sim_batch, self.rng, self.device)
+            else:
+                x = self.sim_train.sample(self.sim_batch, self.rng, self.device)
             out = E(x)
             rec = render(self.G, out, self.keep)
             st = self.structure_loss(rec, x)
             loss = tc.structure_weight * st + self._regularizers(out)
             if tc.sim_image_weight:
                 loss = loss + tc.sim_image_weight * self._image_terms(rec, x)
+            if tc.sim_recon_weight:
+                weights = None if masks is None else class_weight_map(masks, self.class_lut)
+                recon = weighted_recon_loss(rec, x, weights, l2=tc.l2_weight, l1=tc.l1_weight)
+                loss = loss + tc.sim_recon_weight * recon
+                logs["loss/sim_recon"] = float(recon.detach().mean())
+            logs["mse/sim"] = float((rec - x).detach().square().mean())
             total = total + loss.mean()
             logs["loss/sim"] = float(loss.detach().mean())
             logs["loss/structure"] = float(st.detach().mean())
@@ -539,12 +568,17 @@ def _array_key(images: np.ndarray | None) -> str | None:
     return h.hexdigest()[:16]
 
 
-def _data_setup(sources: dict[str, Any], target: np.ndarray | None, sim: np.ndarray | None) -> dict[str, Any]:
+def _data_setup(
+    sources: dict[str, Any], target: np.ndarray | None, sim: np.ndarray | None, sim_masks: np.ndarray | None = None
+) -> dict[str, Any]:
     """What a run trains on: resolved paths and content keys (stored in every checkpoint)."""
     def path(p: Any) -> str | None:
         return None if p is None else str(Path(p).resolve())
 
-    return {"target": path(sources["target"]), "sim": path(sources["sim"]), "target_key": _array_key(target), "sim_key": _array_key(sim)}
+    setup = {"target": path(sources["target"]), "sim": path(sources["sim"]), "target_key": _array_key(target), "sim_key": _array_key(sim)}
+    if sim_masks is not None:  # absent (not None) without masks, so older checkpoints compare equal
+        setup.update({"sim_masks": path(sources.get("sim_masks")), "sim_masks_key": _array_key(sim_masks)})
+    return setup
 
 
 def _stored_data_setup(ckpt_dir: Path | None) -> dict[str, Any]:
@@ -559,6 +593,8 @@ def _check_data_setup(stored: dict[str, Any], now: dict[str, Any], ckpt_dir: Pat
     """Refuse a resume on other data than the run's (it would silently change the losses)."""
     changed = [f"--{k}-data ({stored.get(k) or 'none'} -> {now.get(k) or 'none'})"
                for k in ("target", "sim") if stored.get(f"{k}_key") != now.get(f"{k}_key")]  # fmt: skip
+    if stored.get("sim_masks_key") != now.get("sim_masks_key"):
+        changed.append(f"--sim-masks ({stored.get('sim_masks') or 'none'} -> {now.get('sim_masks') or 'none'})")
     if not changed:
         return
     if not allow_changes:
@@ -588,8 +624,14 @@ def train_inverter(
     world_size: int = 1,  # number of ranks
     reduce: dist_utils.Reduce | None = None,  # all-reduce sum over ranks
     allow_changes: bool = False,  # resume: accept other target/sim data than the run's
+    sim_masks: str | os.PathLike | None = None,  # class-id masks of the sim frames, or "auto" (masks/ beside frames/)
 ) -> dict[str, Any]:
     """Train (or resume) an inverter run in ``out``; returns the last metrics record.
+
+    ``sim_masks``: a masks folder (or ``.npy``/``.npz``) paired one-to-one with ``sim_data``
+    (:func:`dataset.load_masks`), or ``"auto"`` for the ``masks/`` folder beside a ``frames/``
+    folder (``domrand export-frames --masks`` layout); class names come from the ``meta.json``
+    beside the masks. They weight the object-aware loss (``training.sim_recon_weight``).
 
     A resume continues the newest intact checkpoint (a corrupt newer one is skipped, saying so);
     omitted ``target_data``/``sim_data`` default to the run's; other data is refused unless
@@ -598,7 +640,7 @@ def train_inverter(
     With several ranks every rank calls this (a collective); a failure of any rank in the set-up
     (checks, data, networks) stops every rank with an error instead of leaving them waiting.
     """
-    from domrand.generator.dataset import load_images
+    from domrand.generator.dataset import load_images, load_masks, masks_beside, read_class_ids
 
     main = rank == 0
 
@@ -646,19 +688,34 @@ def train_inverter(
             sources[kind] = stored[kind]
             if main:
                 _stderr(f"train-inverter: --{kind}-data not given; using the run's {stored[kind]}")
+    if sim_masks is None and stored.get("sim_masks"):
+        sim_masks = stored["sim_masks"]
+        if main:
+            _stderr(f"train-inverter: --sim-masks not given; using the run's {sim_masks}")
+    if sim_masks is not None:
+        if sources["sim"] is None:
+            raise ValueError("--sim-masks needs --sim-data (the frames the masks belong to)")
+        if str(sim_masks) == "auto":
+            sim_masks = masks_beside(sources["sim"])
+    sources["sim_masks"] = sim_masks
+    class_ids = read_class_ids(sim_masks) if sim_masks is not None else None
 
     def load(show: bool) -> tuple:
-        target = sim = None
+        target = sim = masks = None
         if sources["target"] is not None:
             target = load_images(sources["target"], res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
         if sources["sim"] is not None:
             sim = load_images(sources["sim"], res, cache_dir=cache_dir, min_images=tc.min_images, progress=show)
-        return target, sim
+        if sim_masks is not None:
+            masks = load_masks(sim_masks, sources["sim"], res, n_frames=len(sim), cache_dir=cache_dir, progress=show)
+        return target, sim, masks
 
     # Rank 0 decodes (and caches) first; the other ranks then read the cache.
     first = stage(lambda: load(progress) if main else None)
-    target, sim = stage(lambda: first if main else load(False))
-    setup_now = _data_setup(sources, target, sim)
+    target, sim, masks = stage(lambda: first if main else load(False))
+    if main and masks is not None and not tc.sim_recon_weight:
+        _stderr("train-inverter: warning: --sim-masks given but training.sim_recon_weight is 0; the masks weight nothing")
+    setup_now = _data_setup(sources, target, sim, masks)
     if ckpt_dir is not None and stored:
         stage(lambda: _check_data_setup(stored, setup_now, ckpt_dir, allow_changes))
 
@@ -673,6 +730,7 @@ def train_inverter(
         trainer = InverterTrainer(
             G, config, out, D=D, target_images=target, sim_images=sim, seed=seed, device=device,
             generator_source=str(Path(gen_file).resolve()), rank=rank, world_size=world_size, reduce=reduce,
+            sim_masks=masks, class_ids=class_ids,
         )  # fmt: skip
         trainer.data_setup = setup_now
         if ckpt_dir is not None:
