@@ -312,7 +312,8 @@ def test_eval_inverter_cli_end_to_end(tmp_path, capsys):
     assert inverter_eval.main(args) == 0
     res = json.loads((tmp_path / "eval.json").read_text())
     rec = res["reconstruction"]
-    assert set(rec) == {"generator_samples", "target_images"} and "refined2" in rec["target_images"]
+    assert set(rec) == {"generator_samples", "target_images", "sim_frames"} and "refined2" in rec["target_images"]
+    assert set(rec["sim_frames"]["encoder"]["per_class_psnr"]) == {"0", "1"}  # no meta.json: ids as names
     geo = res["geometry_miou"]
     for key in ("target_frames (ceiling)", "sim_frames (floor)", "randomized_sim (encoder)", "randomized_sim (refined2)"):
         assert 0.0 <= geo[key] <= 1.0

@@ -10,6 +10,11 @@ Example (frames from ``domrand export-frames --masks``)::
 * Reconstruction: held-out generator samples (fixed seed; const noise up to ``keep_resolution``,
   random above) and target images; PSNR (dB) and SSIM of ``G(E(x))``, encoder only and with
   ``--refine-steps`` refinement steps.
+* Sim-frame reconstruction (``--sim-frames``, an ``export-frames --masks`` folder): PSNR/SSIM of
+  ``G(E(sim frame))`` and per-class PSNR on the masked pixels (``per_class_psnr``; ``object_psnr``
+  for the task object, the figure the object-aware loss moves), encoder only and refined. It means
+  most for an inverter into G_sim (in-domain); for one into G_target it only shows how far sim
+  frames are from what G can paint.
 * Geometry score (DESIGN.md): a small segmentation network is trained on target-domain frames
   with masks, then applied to (a) held-out target frames (the ceiling), (b) raw sim frames (the
   floor), (c) randomized sim frames (coarse ws + spatial latent kept, fine ws drawn from
@@ -39,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-data", default=None, help="held-out target images for PSNR/SSIM (folder or .npy/.npz)")
     parser.add_argument("--target-frames", default=None, help="export-frames --masks folder of target frames: trains the segmenter")
     parser.add_argument("--target-eval-frames", default=None, help="held-out target frames with masks (default: 20%% of --target-frames)")
-    parser.add_argument("--sim-frames", default=None, help="export-frames --masks folder of sim frames to randomize")
+    parser.add_argument("--sim-frames", default=None, help="export-frames --masks folder of sim frames: reconstruction with per-class PSNR (object_psnr); with --target-frames also randomized for the geometry score")
     parser.add_argument("--n-gen", type=cli_args.positive_int, default=256, help="held-out generator samples for PSNR/SSIM")
     parser.add_argument("--max-images", type=cli_args.positive_int, default=512, help="use at most this many images per set")
     parser.add_argument("--refine-steps", type=cli_args.nonnegative_int, default=None, help="refinement steps (default: the inverter config's, else 20)")
@@ -123,6 +128,50 @@ def randomize_frames(E, G, frames: torch.Tensor, steps: int, lr: float, psi: flo
         ans = E.invert(x, G, steps=steps, lr=lr, check=False)
         out.append(to_uint8(randomize(G, ans, E.keep_resolution, rng, psi=psi).clamp(-1, 1)))
     return np.concatenate(out)
+
+
+def sim_reconstruction_scores(
+    E, G, frames: torch.Tensor, masks: torch.Tensor, class_names: dict[int, str], steps: int, lr: float, batch: int = 64
+) -> dict[str, Any]:
+    """PSNR/SSIM of ``G(E.invert(frames))`` and PSNR per mask class (pooled over the class's pixels).
+
+    ``frames``: float ``[N, 3, R, R]`` in ``[-1, 1]``; ``masks``: uint8 ``[N, R, R]``; ``class_names``:
+    id -> name. Returns ``psnr``, ``ssim``, ``per_class_psnr`` ({name: dB} for classes present),
+    ``per_class_pixels`` and, when a class is named ``object``, ``object_psnr``.
+    """
+    from domrand.generator.inverter import render
+    from domrand.generator.inverter_losses import class_squared_errors
+    from domrand.metrics import psnr, ssim
+
+    ps, ss = [], []
+    sse = torch.zeros(256, dtype=torch.float64)
+    count = torch.zeros(256, dtype=torch.float64)
+    for x, m in zip(_batches(frames, batch), _batches(masks, batch)):
+        out = E.invert(x, G, steps=steps, lr=lr, check=False)
+        with torch.no_grad():
+            rec = render(G, out, E.keep_resolution).clamp(-1, 1)
+        ps.append(psnr(rec, x.clamp(-1, 1)))
+        ss.append(ssim(rec, x.clamp(-1, 1)))
+        a, b = class_squared_errors(rec, x.clamp(-1, 1), m)
+        sse += a.cpu()
+        count += b.cpu()
+    per_class: dict[str, float] = {}
+    pixels: dict[str, int] = {}
+    for cid in torch.nonzero(count).flatten().tolist():
+        name = class_names.get(cid, str(cid))
+        mse = float(sse[cid] / count[cid])
+        per_class[name] = float("inf") if mse == 0 else 10 * float(np.log10(4.0 / mse))
+        pixels[name] = int(count[cid])
+    result: dict[str, Any] = {
+        "psnr": float(torch.cat(ps).mean()),
+        "ssim": float(torch.cat(ss).mean()),
+        "n": int(len(frames)),
+        "per_class_psnr": per_class,
+        "per_class_pixels": pixels,
+    }
+    if "object" in per_class:
+        result["object_psnr"] = per_class["object"]
+    return result
 
 
 def _time(fn, repeats: int) -> float:
@@ -210,6 +259,17 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "encoder": reconstruction_scores(E, G, t, 0, lr, args.batch),
             f"refined{steps}": reconstruction_scores(E, G, t, steps, lr, args.batch),
         }
+    sim_loaded = None
+    if args.sim_frames:
+        from domrand.geometry import load_frames_with_masks
+
+        sf, sm, sim_ids = load_frames_with_masks(args.sim_frames, R, limit=args.max_images)
+        sim_loaded = (sf, sm, sim_ids)
+        names_by_id = {int(v): str(k) for k, v in (sim_ids or {}).items()}  # no meta.json: ids as names
+        sim_x, sim_m = _to_float(sf, device), torch.from_numpy(sm).to(device)
+        recon["sim_frames"] = {"encoder": sim_reconstruction_scores(E, G, sim_x, sim_m, names_by_id, 0, lr, args.batch)}
+        if steps:  # refined0 would repeat the encoder's figures
+            recon["sim_frames"][f"refined{steps}"] = sim_reconstruction_scores(E, G, sim_x, sim_m, names_by_id, steps, lr, args.batch)
     results["reconstruction"] = recon
     # geometry score
     if args.target_frames and args.sim_frames:
@@ -223,7 +283,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             ef, em, tf, tm = tf[:cut], tm[:cut], tf[cut:], tm[cut:]
         k = len(class_ids) if class_ids else int(max(tm.max(), em.max())) + 1
         seg = train_segmenter(tf, tm, k, steps=args.seg_steps, seed=args.seed, device=device)
-        sf, sm, _ = load_frames_with_masks(args.sim_frames, R, limit=args.max_images)
+        sf, sm, _ = sim_loaded
         sim = _to_float(sf, device)
         names = list(class_ids) if class_ids else [str(c) for c in range(k)]
         per_class: dict[str, Any] = {}
@@ -242,7 +302,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         geo["n_target_train"], geo["n_target_eval"], geo["n_sim"] = int(len(tf)), int(len(ef)), int(len(sf))
         geo["classes"] = class_ids or k
         results["geometry_miou"] = geo
-    elif args.target_frames or args.sim_frames:
+    elif args.target_frames:
         raise ValueError("the geometry score needs both --target-frames and --sim-frames")
     if not args.no_latency:
         results["latency_ms_per_frame"] = latency(E, G, steps, lr, args.latency_repeats, args.seed)
