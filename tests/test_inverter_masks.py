@@ -187,6 +187,14 @@ def test_cli_trains_with_sim_masks_and_eval_reports_object_psnr(tmp_path):
     assert inverter_cli.main(parser.parse_args(argv)) == 0
     records = [json.loads(line) for line in (tmp_path / "E" / "metrics.jsonl").read_text().splitlines()]
     assert "loss/sim_recon" in records[-1]
+    # a resume reuses the run's masks; other masks are refused (they would change the loss)
+    resume = ["--generator", str(grun), "--out", str(tmp_path / "E"), "--resume", "--kimg", "0.024", "--no-progress"]
+    assert inverter_cli.main(parser.parse_args(resume)) == 0
+    other = masks.copy()
+    other[0] = 0
+    np.save(tmp_path / "other_masks.npy", other)
+    with pytest.raises(ValueError, match="--sim-masks"):
+        inverter_cli.main(parser.parse_args(resume + ["--kimg", "0.032", "--sim-masks", str(tmp_path / "other_masks.npy")]))
     parser = argparse.ArgumentParser()
     inverter_eval.add_arguments(parser)
     args = parser.parse_args(["--inverter", str(tmp_path / "E"), "--sim-frames", str(root), "--n-gen", "4",

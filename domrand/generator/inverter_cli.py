@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "frames' order, or 'auto' = the masks/ folder beside the frames/ folder; class names from the meta.json "
             "beside it. Active when training.sim_recon_weight > 0 (default 0 = off): per-pixel L2/L1 of E->G's "
             "reconstruction vs the sim frame, weighted by training.class_weights (default object 20, distractor 5, "
-            "other classes 1; e.g. --set 'training.class_weights={object: 20, distractor: 5}') and normalized by the "
+            "other classes 1; e.g. --set training.class_weights.object=30, or a whole mapping with --set "
+            "'training.class_weights={object: 20, distractor: 5}') and normalized by the "
             "sum of the weights"
         ),
     )
@@ -96,6 +97,13 @@ def main(args: argparse.Namespace) -> int:
     if args.config is not None:
         config = load_config(args.config, InverterConfig, kind="inverter")
         sets = _overrides(args.set)
+        prefix = "training.class_weights."
+        per_class = {k[len(prefix):]: v for k, v in sets.items() if k.startswith(prefix)}
+        if per_class:  # --set training.class_weights.object=30 changes one class, keeping the others
+            sets = {k: v for k, v in sets.items() if not k.startswith(prefix)}
+            merged = dict(sets.get("training.class_weights", config.training.class_weights))
+            merged.update(per_class)
+            sets["training.class_weights"] = merged
         if sets:
             from domrand.config import from_dict, to_dict
 
