@@ -15,6 +15,9 @@ Every step draws up to three sub-batches, each with its own loss:
   normalized by the sum of the weights. That is the aligned-pair design's in-domain inversion (E
   into G_sim, trained on the same sim frames), where a 3-4 px cube must not be averaged away.
   Masks are drawn with their frames (same indices, same flips); without masks every pixel weighs 1.
+  With masks the first ``min(holdout_images, N // 4)`` sim frames are held out of training and
+  scored in the metrics: ``psnr/sim``, ``ssim/sim`` and ``psnr/sim_object`` (PSNR pooled over
+  their object pixels, the figure the object-aware loss moves).
 
 Image losses: L2, L1, 1 - MS-SSIM, and the perceptual loss on the trained discriminator's features
 (``D.safetensors`` of the generator run's newest checkpoint, when there is one). All predicted ws
@@ -72,6 +75,8 @@ from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, r
 from domrand.generator.inverter_losses import (
     STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
+    DEFAULT_CLASS_IDS,
+    class_squared_errors,
     class_weight_lut,
     class_weight_map,
     delta_penalty,
@@ -209,12 +214,20 @@ class InverterTrainer:
         self.sim_grid = None
         if sim_masks is not None and sim_images is None:
             raise ValueError("sim masks were given without sim frames (--sim-masks needs --sim-data)")
+        self.sim_eval = self.sim_eval_masks = None
         if sim_images is not None:
             _check_images("sim frames", sim_images, R)
+            train_images, train_masks = sim_images, sim_masks
+            if sim_masks is not None:  # with masks, hold frames out for psnr/sim and psnr/sim_object
+                hold = min(self.tc.holdout_images, len(sim_images) // 4)
+                if hold > 0:
+                    self.sim_eval, self.sim_eval_masks = sim_images[:hold], sim_masks[:hold]
+                    train_images, train_masks = sim_images[hold:], sim_masks[hold:]
             self.sim_train = ImageSampler(
-                sim_images, xflip=False, rank=self.rank, world_size=self.world_size, masks=sim_masks
+                train_images, xflip=False, rank=self.rank, world_size=self.world_size, masks=train_masks
             )  # fmt: skip
             self.sim_grid = sim_images[:2]
+        self.object_id = (class_ids or DEFAULT_CLASS_IDS).get("object")
         # object-aware reconstruction of sim frames: per-class weights as a lookup table [256]
         self.class_lut = class_weight_lut(self.tc.class_weights, class_ids)
         if self.tc.sim_recon_weight and not (self.tc.l2_weight or self.tc.l1_weight):
@@ -333,7 +346,8 @@ class InverterTrainer:
     # ---- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, refine_steps: int = 0) -> dict[str, float]:
-        """Held-out PSNR/SSIM: fixed generator samples (and held-out target images).
+        """Held-out PSNR/SSIM: fixed generator samples (and held-out target images; with sim masks
+        also held-out sim frames, plus ``psnr/sim_object``: PSNR pooled over their object pixels).
 
         With several ranks this is a collective: rank r scores images ``r::world_size`` of each
         set and the per-image sums are reduced, so every rank returns the means over all images.
@@ -347,18 +361,27 @@ class InverterTrainer:
         if self.target_eval is not None:
             t = torch.from_numpy(self.target_eval).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
             sets.append(("target", t))
+        if self.sim_eval is not None:
+            sets.append(("sim", _to_float(self.sim_eval, self.device)))
         names: list[str] = []
         sums: list[float] = []
         for name, imgs in sets:
             share = imgs[self.rank :: self.world_size]
-            p_sum = s_sum = 0.0
+            p_sum = s_sum = obj_sse = obj_n = 0.0
             if len(share):
                 out = self.E.invert(share, self.G, steps=refine_steps, check=False, lr=self.tc.refine_lr)
                 rec = render(self.G, out, self.keep).clamp(-1, 1)
                 p_sum = float(psnr(rec, share.clamp(-1, 1)).double().sum())
                 s_sum = float(ssim(rec, share.clamp(-1, 1)).double().sum())
+                if name == "sim" and self.object_id is not None:
+                    m = torch.from_numpy(self.sim_eval_masks[self.rank :: self.world_size]).to(self.device)
+                    sse, count = class_squared_errors(rec, share.clamp(-1, 1), m)
+                    obj_sse, obj_n = float(sse[self.object_id]), float(count[self.object_id])
             names += [f"psnr/{name}", f"ssim/{name}", f"n/{name}"]
             sums += [p_sum, s_sum, float(len(share))]
+            if name == "sim":
+                names += ["sse/sim_object", "n/sim_object"]
+                sums += [obj_sse, obj_n]
         totals = torch.tensor(sums, dtype=torch.float64)
         if self.world_size > 1:
             totals = self.reduce(totals)
@@ -368,6 +391,9 @@ class InverterTrainer:
             n = max(total[f"n/{name}"], 1.0)
             result[f"psnr/{name}"] = total[f"psnr/{name}"] / n
             result[f"ssim/{name}"] = total[f"ssim/{name}"] / n
+        if total.get("n/sim_object"):  # pooled over all held-out object pixels
+            mse = total["sse/sim_object"] / total["n/sim_object"]
+            result["psnr/sim_object"] = float("inf") if mse == 0 else 10 * float(np.log10(4.0 / mse))
         self.E.train()
         return result
 
