@@ -201,3 +201,31 @@ def test_bad_options_raise() -> None:
                {"gray_prob": -0.1}, {"shift_pad": -1}):
         with pytest.raises(ValueError):
             ImageAugmenter(**kw)
+
+
+def test_benchmark_augment_options_reach_the_augmenter() -> None:
+    from domrand.config import ConfigError
+    from domrand.transfer import load_benchmark_config
+    from domrand.transfer_tasks import augment_views
+
+    with pytest.raises(ConfigError, match="conv_prob"):
+        load_benchmark_config("smoke", **{"augment.conv_prob": 1.5})
+    with pytest.raises(ConfigError, match="cutout_size"):
+        load_benchmark_config("smoke", **{"augment.kinds": ["cutout"], "augment.cutout_size": [0.5, 0.2]})
+    frames = np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    grey = load_benchmark_config("smoke", **{"augment.kinds": ["grayscale"], "augment.gray_prob": 1.0})
+    out = augment_views(grey, frames, 2)
+    assert out.shape == (2, *frames.shape) and (out[..., 0] == out[..., 2]).all()
+    off = load_benchmark_config("smoke", **{"augment.kinds": ["grayscale"], "augment.gray_prob": 0.0})
+    assert np.array_equal(augment_views(off, frames, 1)[0], frames)
+
+
+def test_in_domain_augment_frames_use_unseen_parameters() -> None:
+    from domrand.transfer import load_benchmark_config
+    from domrand.transfer_tasks import augment_views
+
+    cfg = load_benchmark_config("smoke")
+    frames = np.random.default_rng(3).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    train = augment_views(cfg, frames, 1)
+    assert np.array_equal(train, augment_views(cfg, frames, 1))  # seeded
+    assert not np.array_equal(train, augment_views(cfg, frames, 1, salt=1))  # the test stream differs

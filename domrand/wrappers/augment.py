@@ -41,10 +41,18 @@ _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 
 
 def _check_range(name: str, value: Sequence[float], low: float, high: float) -> tuple[float, float]:
+    """``(lo, hi)`` with ``low <= lo <= hi <= high``, else ``ValueError`` naming ``name``."""
     lo, hi = (float(v) for v in value)
     if not low <= lo <= hi <= high:
-        raise ValueError(f"{name}: expected {low} <= low <= high <= {high}, got {tuple(value)}")
+        raise ValueError(f"{name}: expected a range (lo, hi) with {low} <= lo <= hi <= {high}, got {tuple(value)}")
     return lo, hi
+
+
+def _check_prob(name: str, value: float) -> float:
+    """A probability in [0, 1], else ``ValueError`` naming ``name``."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
+    return float(value)
 
 
 class ImageAugmenter:
@@ -71,7 +79,7 @@ class ImageAugmenter:
             raise ValueError(f"kinds: unknown {bad or 'empty'}; accepted: {', '.join(KINDS)}")
         self.kinds = kinds
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
-        self.conv_prob = _check_range("conv_prob", (conv_prob, conv_prob), 0.0, 1.0)[0]
+        self.conv_prob = _check_prob("conv_prob", conv_prob)
         self.conv_mix = _check_range("conv_mix", conv_mix, 0.0, 1.0)
         if shift_pad is not None and int(shift_pad) < 0:
             raise ValueError(f"shift_pad: expected None or >= 0, got {shift_pad}")
@@ -80,7 +88,7 @@ class ImageAugmenter:
             raise ValueError(f"crop_scale: expected 0 < crop_scale <= 1, got {crop_scale}")
         self.crop_scale = float(crop_scale)
         self.cutout_size = _check_range("cutout_size", cutout_size, 0.0, 1.0)
-        self.gray_prob = _check_range("gray_prob", (gray_prob, gray_prob), 0.0, 1.0)[0]
+        self.gray_prob = _check_prob("gray_prob", gray_prob)
         self._rng = np.random.default_rng(seed)
         self._params: dict[int, dict[str, Any]] = {}
         self._next_id = 0
