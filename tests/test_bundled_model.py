@@ -79,7 +79,7 @@ def test_geometry_score_is_above_the_sim_frame_floor(bundle, tmp_path):
     out = tmp_path / "eval.json"
     argv = ["eval-inverter", "--inverter", str(path / "inverter.safetensors"), "--generator", str(path / "generator.safetensors"),
             "--target-frames", seg_train, "--target-eval-frames", seg_eval, "--sim-frames", sim,
-            "--n-gen", "8", "--refine-steps", "0", "--seg-steps", "300", "--no-latency", "--threads", "1", "--out", str(out)]
+            "--n-gen", "8", "--refine-steps", "0", "--seg-steps", "150", "--no-latency", "--threads", "1", "--out", str(out)]
     assert main(argv) == 0
     geo = json.loads(out.read_text())["geometry_miou"]
     floor, randomized = geo["sim_frames (floor)"], geo["randomized_sim (encoder)"]
