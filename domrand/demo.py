@@ -24,18 +24,6 @@ UPSCALE = 2  # pixels are shown 2x (nearest) so 64x64 frames are legible
 LABEL_WIDTH = 92
 
 
-def _env_id(text: str) -> str:
-    """A registered domrand env id (the demo drives domrand's experts)."""
-    import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the envs)
-
-    known = sorted(k for k in gym.registry if k.startswith("domrand/"))
-    if text not in known:
-        raise argparse.ArgumentTypeError(f"unknown env {text!r}; accepted: {', '.join(known)}")
-    return text
-
-
 def _steps(text: str) -> int:
     value = cli_args.positive_int(text)
     if value < 2:
@@ -44,7 +32,7 @@ def _steps(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", type=_env_id, default="domrand/Reach-v0", help="a domrand env id (default: domrand/Reach-v0)")
+    parser.add_argument("--env", type=cli_args.env_id, default="domrand/Reach-v0", help="a domrand env id (default: domrand/Reach-v0)")
     parser.add_argument("--out", default="demo", help="output folder (default: demo/)")
     parser.add_argument("--steps", type=_steps, default=40, help="episode length to record (default: 40)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")

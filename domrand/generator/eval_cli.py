@@ -133,7 +133,6 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 
 def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, device) -> int:
     """``--align OTHER``: layout agreement of G and OTHER (JSON on stdout, kind "align")."""
-    from domrand.generator import runs
     from domrand.generator.finetune import load_init
     from domrand.metrics import layout_agreement
 
@@ -158,15 +157,7 @@ def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, de
         **{k: v for k, v in scores.items() if k != "n"},
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    text = json.dumps(result)
-    print(text)
-    if args.json:
-        from domrand.utils import atomic_write_text
-
-        atomic_write_text(args.json, text + "\n")
-    if run_dir is not None:
-        with open(run_dir / runs.METRICS, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
+    _emit(result, args.json, run_dir)
     return 0
 
 
@@ -233,13 +224,19 @@ def main(args: argparse.Namespace) -> int:
         result["fid"] = frechet_distance(fa, fb)
         result["inception"] = str(path)
     result["seconds"] = round(time.perf_counter() - t0, 3)
+    _emit(result, args.json, run_dir)
+    return 0
+
+
+def _emit(result: dict, json_path: str | None, run_dir: Path | None) -> None:
+    """Print ``result`` as one JSON line; also write it to ``json_path`` and append it to the run's metrics."""
+    from domrand.generator import runs
+    from domrand.utils import atomic_write_text
+
     text = json.dumps(result)
     print(text)
-    if args.json:
-        from domrand.utils import atomic_write_text
-
-        atomic_write_text(args.json, text + "\n")
+    if json_path:
+        atomic_write_text(json_path, text + "\n")
     if run_dir is not None:
         with open(run_dir / runs.METRICS, "a", encoding="utf-8") as f:
             f.write(text + "\n")
-    return 0
