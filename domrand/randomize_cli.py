@@ -1,7 +1,9 @@
 """``domrand randomize``: randomize your own frames (a folder of images or one image) with a bundle.
 
 Each input image (any size; PNG, JPEG, BMP, ...) is randomized ``--n`` times with ``--n`` different
-styles and written as ``OUT/<name>_<k>.png`` at the input's size.
+styles and written as ``OUT/<name>_<k>.png`` at the input's size (with ``--recursive``, images in
+subfolders too, written under the same relative subfolders). Existing outputs are never replaced
+unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -29,18 +31,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-steps", type=cli_args.nonnegative_int, default=None, help="optimization steps refining the inversion")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch CPU threads for this process (default 1: on a shared 2-core machine more threads ran 3-11x slower; raise it on idle cores)")
+    parser.add_argument("--recursive", action="store_true", help="also randomize images in subfolders of --input")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--traceback", action="store_true", help="show a full traceback on errors")
 
 
-def _inputs(path: Path) -> list[Path]:
+def _inputs(path: Path, recursive: bool = False) -> list[Path]:
+    """The images to randomize: ``path`` itself, or the images in folder ``path`` (and below it)."""
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        found = path.rglob("*") if recursive else path.iterdir()
+        files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
-            raise FileNotFoundError(f"--input: no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            where = "in folder or subfolders of" if recursive else "in folder"
+            raise FileNotFoundError(f"--input: no images ({', '.join(IMAGE_SUFFIXES)}) {where} {path}")
         return files
     raise FileNotFoundError(f"--input: {path} does not exist")
+
+
+def _outputs(files: list[Path], root: Path, out: Path, n: int) -> list[list[Path]]:
+    """Per input, its ``n`` output paths ``OUT/<relative folder>/<stem>_<k>.png``."""
+    base = root if root.is_dir() else root.parent
+    return [[out / f.parent.relative_to(base) / f"{f.stem}_{k}.png" for k in range(n)] for f in files]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,11 +67,16 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    files = _inputs(Path(args.input))
+    files = _inputs(Path(args.input), args.recursive)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file; accepted: a folder for the randomized PNGs (created when missing)")
     bundle = args.bundle if args.bundle is not None else default_bundle_path()
+    targets = _outputs(files, Path(args.input), out, args.n)
+    existing = [p for paths in targets for p in paths if p.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"--out: {len(existing)} output file(s) exist already (e.g. {existing[0]}); "
+                         "pass --overwrite to replace them, or choose another --out")
     options = {
         k: v
         for k, v in (
@@ -68,9 +88,11 @@ def main(args: argparse.Namespace) -> int:
         if v is not None
     }
     randomizer = StyleRandomizer.from_bundle(bundle, device=args.device, seed=args.seed, **options)
-    out.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
     written = 0
-    for f_idx, path in enumerate(files):
+    for f_idx, (path, paths) in enumerate(tqdm(list(zip(files, targets)), desc="randomize", unit="image",
+                                                disable=args.no_progress or len(files) < 2)):
         try:
             frame = np.asarray(Image.open(path).convert("RGB"))
         except OSError as exc:
@@ -78,8 +100,9 @@ def main(args: argparse.Namespace) -> int:
         ids = list(range(args.n))
         randomizer.resample(ids, seed=[args.seed * 1_000_003 + f_idx * args.n + k for k in ids], immediate=True)
         frames = np.repeat(frame[None], args.n, axis=0)
-        for k, img in enumerate(randomizer.randomize(frames, ids)):
-            Image.fromarray(img).save(out / f"{path.stem}_{k}.png")
+        for img, target in zip(randomizer.randomize(frames, ids), paths):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(target)
             written += 1
     print(f"wrote {written} randomized frames ({len(files)} inputs x {args.n}) to {out}")
     return 0

@@ -314,3 +314,24 @@ def test_bundle_command_refuses_a_file_failing_its_checksum_and_writes_standard_
     err = capsys.readouterr().err
     assert "refusing to package" in err and "checksum mismatch" in err and str(tmp_path / "E.safetensors") in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_randomize_recursive_and_no_silent_overwrite(tmp_path, pair, capsys) -> None:
+    G, E = pair
+    bdir = bundle_mod.save_bundle(tmp_path / "bundle", G, E, options={"keep_resolution": 8})
+    inp = tmp_path / "in"
+    (inp / "sub").mkdir(parents=True)
+    (inp / ".hidden").mkdir()
+    Image.fromarray(_frames(1, 16, 16)[0]).save(inp / "a.png")
+    Image.fromarray(_frames(1, 16, 16)[0]).save(inp / "sub" / "b.png")
+    Image.fromarray(_frames(1, 16, 16)[0]).save(inp / ".hidden" / "c.png")
+    out = tmp_path / "out"
+    base = ["randomize", "--input", str(inp), "--out", str(out), "--bundle", str(bdir), "--n", "1", "--no-progress"]
+    assert cli_main(base) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a_0.png"]
+    assert cli_main(base + ["--recursive"]) == 2  # a_0.png is there already
+    assert "output file(s) exist already" in capsys.readouterr().err
+    before = (out / "a_0.png").read_bytes()
+    assert cli_main(base + ["--recursive", "--overwrite"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a_0.png", "sub/b_0.png"]
+    assert (out / "a_0.png").read_bytes() == before  # same seed, same style: the same frame again
