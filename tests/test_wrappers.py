@@ -330,3 +330,30 @@ def test_threads_option_sets_torch_threads_and_refuses_nonsense(monkeypatch):
     for bad in (0, -2, 1.5, True, "2"):
         with pytest.raises(ValueError, match="expected an integer >= 1 or None"):
             set_threads(bad)
+
+
+def test_controls_switch_freeze_explicit_randomize_and_style_seed_in_info(randomizer) -> None:
+    inner = ImageEnv(episode_len=50)
+    env = StyleRandomizationObservation(inner, randomizer, resample=1)
+    obs, info = env.reset(seed=5)
+    seed0 = info["style_seed"]
+    assert isinstance(seed0, int)
+    style0 = randomizer.styles([env.env_id]).clone()
+    # the seed in info reproduces the frame: the same style seed on another wrapper gives the same output
+    other = StyleRandomizationObservation(ImageEnv(episode_len=50), randomizer)
+    other.reset(seed=123)
+    other.randomize_domain(seed=seed0)
+    assert np.array_equal(other.observation(inner._obs()), obs)
+    # frozen: neither steps (resample=1) nor resets draw a new style
+    env.frozen = True
+    _, _, _, _, info = env.step(0)
+    assert info["style_seed"] == seed0 and torch.equal(randomizer.styles([env.env_id]), style0)
+    _, info = env.reset(seed=6)
+    assert info["style_seed"] == seed0 and torch.equal(randomizer.styles([env.env_id]), style0)
+    # an explicit draw works while frozen, and returns the new seed
+    new = env.randomize_domain()
+    assert new != seed0 and not torch.equal(randomizer.styles([env.env_id]), style0)
+    # off: the env's own frame passes through untouched
+    env.enabled = False
+    raw, _ = env.reset(seed=7)
+    assert np.array_equal(raw, inner._obs())

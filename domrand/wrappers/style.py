@@ -110,7 +110,13 @@ def render_env(env: gym.Env) -> gym.Env:
 
 
 class PixelTransformObservation(gym.ObservationWrapper):
-    """Base of the single-env pixel wrappers: validation, pixel routing, resample schedule, seeding."""
+    """Base of the single-env pixel wrappers: validation, pixel routing, resample schedule, seeding.
+
+    Controls (as in robosuite's domain-randomization wrapper): ``enabled`` (False passes
+    observations through untouched), ``frozen`` (True keeps the current style across resets and
+    steps), ``randomize_domain(seed=None)`` draws a new style now, and ``info["style_seed"]`` (at
+    reset and step) is the seed of the style in use, so any frame can be reproduced.
+    """
 
     def __init__(
         self,
@@ -130,27 +136,38 @@ class PixelTransformObservation(gym.ObservationWrapper):
         (self.env_id,) = transform.allocate_env_ids(1)
         self._style_rng = np.random.default_rng()
         self._steps = 0
+        self.enabled = True  # False: observations pass through unchanged
+        self.frozen = False  # True: no new style on reset or by the schedule (randomize_domain still draws)
+        self.style_seed: int | None = None  # the seed of the current style
 
-    def _resample(self, immediate: bool) -> None:
-        seed = int(self._style_rng.integers(2**63))
-        self.transform.resample([self.env_id], seed=[seed], immediate=immediate)
+    def _resample(self, immediate: bool, seed: int | None = None) -> None:
+        self.style_seed = int(self._style_rng.integers(2**63)) if seed is None else int(seed)
+        self.transform.resample([self.env_id], seed=[self.style_seed], immediate=immediate)
+
+    def randomize_domain(self, seed: int | None = None) -> int:
+        """Draw a new style now (from ``seed`` if given, else the wrapper's seeded stream); returns its seed."""
+        self._resample(immediate=True, seed=seed)
+        return int(self.style_seed)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         if seed is not None:
             self._style_rng = np.random.default_rng([int(seed), _STYLE_SALT])
-        self._resample(immediate=True)
+        if not self.frozen or self.style_seed is None:
+            self._resample(immediate=True)
         self._steps = 0
-        return self.observation(obs), info
+        return self.observation(obs), {**info, "style_seed": self.style_seed}
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._steps += 1
-        if self.resample_every is not None and self._steps % self.resample_every == 0:
+        if not self.frozen and self.resample_every is not None and self._steps % self.resample_every == 0:
             self._resample(immediate=False)
-        return self.observation(obs), reward, terminated, truncated, info
+        return self.observation(obs), reward, terminated, truncated, {**info, "style_seed": self.style_seed}
 
     def observation(self, observation: Any) -> Any:
+        if not self.enabled:
+            return observation
         if self.pixel_key is None:
             check_frames(observation, self.frame_shape)
             return self.transform.randomize(observation, [self.env_id], channels_first=self.channels_first)
