@@ -182,7 +182,9 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
 
 
 def write_report(results: dict[str, Any], out: str | Path, cfg: Any = None) -> dict[str, Path]:
-    """Write results.json, table.txt, results.png (and config.yaml when ``cfg`` is given) into ``out``."""
+    """Write results.json, table.txt, results.png (and config.yaml when ``cfg`` is given) into ``out``.
+
+    Without matplotlib the plot is skipped with a note; everything else is written."""
     from domrand.config import dump_yaml
 
     out = Path(out)
@@ -196,7 +198,12 @@ def write_report(results: dict[str, Any], out: str | Path, cfg: Any = None) -> d
         files["config"] = out / "config.yaml"
         atomic_write_text(files["config"], dump_yaml(cfg))
     atomic_write_text(files["table"], format_table(results))
-    plot_results(results, files["plot"])
+    try:
+        plot_results(results, files["plot"])
+    except ImportError:  # matplotlib is optional (the test extra has it; a plain install may not)
+        del files["plot"]
+        print(f"domrand benchmark: {out / 'results.png'} not drawn: matplotlib is not installed "
+              "(pip install matplotlib); results.json and table.txt are complete")
     results = {**results, "files": {k: str(v) for k, v in files.items()}}
     write_results_json(results, files["results_json"])
     return files

@@ -228,3 +228,18 @@ def test_frame_sets_are_disjoint_and_labelled(cache):
     assert data["sim"].shape == (1, 8, 32, 32, 3) and data["sim"].dtype == np.uint8
     assert data["labels"].shape == (8, 2) and np.isfinite(data["labels"]).all()
     assert not np.array_equal(data["sim"], data["target:target-a"])
+
+
+def test_report_without_matplotlib_writes_everything_but_the_plot(tmp_path, monkeypatch, capsys):
+    """A plain install has no matplotlib: the benchmark must still finish and keep its results."""
+    import sys
+
+    from domrand import transfer_report
+
+    results = {"name": "t", "sections": {}}
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    files = transfer_report.write_report(results, tmp_path / "r")
+    assert "plot" not in files and not (tmp_path / "r" / "results.png").exists()
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["name"] == "t"
+    assert (tmp_path / "r" / "table.txt").is_file()
+    assert "matplotlib is not installed" in capsys.readouterr().out
