@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -245,6 +245,23 @@ def _read_yaml(path_or_name: str | Path, kind: str | None) -> tuple[dict[str, An
     if not isinstance(data, dict):
         raise ConfigError(f"{text_path}: expected a mapping at the top level, got {type(data).__name__}")
     return data, text_path
+
+
+def parse_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``--set`` items ``["training.freeze_d=2", ...]`` -> ``{"training.freeze_d": 2}`` (values parsed as YAML).
+
+    Raises ``ConfigError`` naming the item and the accepted form (KEY=VALUE, a YAML value).
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. training.kimg=5), got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(exc).split())[:80]})") from None
+    return out
 
 
 def load_config(path_or_name: str | Path, cls: type[T], kind: str | None = None) -> T:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from domrand import cli_args
-from domrand.config import ConfigError, dump_yaml, from_dict, load_config, to_dict
+from domrand.config import ConfigError, dump_yaml, from_dict, load_config, parse_overrides, to_dict
 
 CONDITIONS = ("none", "classic", "augment", "stylegan", "oracle")
 TASKS = ("localization", "control")
@@ -229,22 +229,6 @@ def load_benchmark_config(path_or_name: str | Path, **overrides: Any) -> Benchma
     return validate(cfg)
 
 
-def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["localization.epochs=5", "target_presets=[target-a, target-b]"]`` -> dotted overrides (YAML values)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. localization.epochs=5)")
-        try:
-            out[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: invalid YAML value: {exc}") from None
-    return out
-
-
 def config_from_dict(data: dict[str, Any]) -> BenchmarkConfig:
     """Build and validate a config from a plain mapping (unknown keys are errors)."""
     return validate(from_dict(BenchmarkConfig, data, "benchmark config"))
@@ -349,7 +333,7 @@ def main(args: argparse.Namespace) -> int:
         "device": args.device,
         "threads": args.threads,
     }
-    overrides.update(parse_set(args.set))
+    overrides.update(parse_overrides(args.set))
     cfg = load_benchmark_config(args.config, **overrides)
     if args.dry_run:
         print(dump_yaml(cfg), end="")

@@ -32,7 +32,7 @@ import shlex
 import sys
 
 from domrand import cli_args
-from domrand.config import dump_yaml, load_config, replace
+from domrand.config import dump_yaml, load_config, parse_overrides, replace
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,18 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Under torchrun (WORLD_SIZE > 1) the job is data-parallel: see docs/scaling.md.
 
 
-def _overrides(pairs: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -96,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     config = None
     if args.config is not None:
         config = load_config(args.config, InverterConfig, kind="inverter")
-        sets = _overrides(args.set)
+        sets = parse_overrides(args.set)
         prefix = "training.class_weights."
         per_class = {k[len(prefix):]: v for k, v in sets.items() if k.startswith(prefix)}
         if per_class:  # --set training.class_weights.object=30 changes one class, keeping the others

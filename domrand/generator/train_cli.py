@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from domrand import cli_args
+from domrand.config import parse_overrides
 
 DEFAULT_PRESET = "small64"
 
@@ -108,25 +109,9 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
         cache_dir=args.cache_dir,
         allow_changes=args.allow_changes,
         init=args.init,
-        overrides=_overrides(args.set),
+        overrides=parse_overrides(args.set),
         **kwargs,
     )
-
-
-def _overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["training.freeze_d=2", ...]`` -> ``{"training.freeze_d": 2}`` (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--set {pair!r}: the value is not valid YAML ({' '.join(str(exc).split())[:80]})") from None
-    return out
 
 
 def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int:
@@ -192,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
     # --dry-run: resolved config + dataset summary, nothing written.
     src = None
     if resume_from is not None:
-        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, _overrides(args.set))
+        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, parse_overrides(args.set))
         data = args.data
         if data is None:
             from domrand.checkpoint import load_tensors
@@ -205,7 +190,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("--data is required")
         config = args.config or (None if args.init else DEFAULT_PRESET)
         cfg, src = train.fresh_config(
-            config, init=args.init, overrides=_overrides(args.set), kimg=args.kimg, batch=args.batch, progressive=progressive,
+            config, init=args.init, overrides=parse_overrides(args.set), kimg=args.kimg, batch=args.batch, progressive=progressive,
         )  # fmt: skip
         data = args.data
     from domrand.generator.dataset import load_images
