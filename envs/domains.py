@@ -282,6 +282,17 @@ def all_texture_files(extra: "TargetConfig | Any | None" = None) -> list[str]:
     return files + list(texture_pool()) + list(red_texture_pool())
 
 
+def target_robot_rgba(scene: Scene, link: Any, accent: tuple[float, float, float],
+                      body: tuple[float, float, float]) -> RGBA:
+    """A target look's colour for one robot link: ``accent`` for the iiwa's orange joints, near-black
+    for its dark parts, ``body`` for the rest (decided from the link's sim colour)."""
+    sim_rgba = scene.robot_colors.get(link, (0.5, 0.7, 1.0, 1.0))
+    is_accent = sim_rgba[0] > 0.9 and sim_rgba[2] < 0.2  # the orange joints of the iiwa
+    dark = max(sim_rgba[:3]) < 0.3
+    rgb = accent if is_accent else ((0.15, 0.15, 0.16) if dark else body)
+    return (*rgb, 1.0)
+
+
 def target_look(scene: Scene, cfg: TargetConfig) -> Look:
     """The target domain's appearance for ``scene``."""
     tex = _target_textures(cfg)
@@ -289,11 +300,7 @@ def target_look(scene: Scene, cfg: TargetConfig) -> Look:
     parts: list[tuple[str, str | None, RGBA]] = []
     for part in scene.parts:
         if part.cls == "robot":
-            sim_rgba = scene.robot_colors.get(part.link, (0.5, 0.7, 1.0, 1.0))
-            accent = sim_rgba[0] > 0.9 and sim_rgba[2] < 0.2  # the orange joints of the iiwa
-            dark = max(sim_rgba[:3]) < 0.3
-            rgb = cfg.robot_accent if accent else ((0.15, 0.15, 0.16) if dark else cfg.robot_color)
-            parts.append((part.name, None, (*rgb, 1.0)))
+            parts.append((part.name, None, target_robot_rgba(scene, part.link, cfg.robot_accent, cfg.robot_color)))
         else:
             parts.append((part.name, tex.get(part.name), white))
     light = Light(

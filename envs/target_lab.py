@@ -50,7 +50,7 @@ import numpy as np
 
 from domrand.envs import assets
 from domrand.envs.camera import Camera, Light
-from domrand.envs.domains import NOMINAL_CAMERA, RGBA, Look
+from domrand.envs.domains import NOMINAL_CAMERA, RGBA, Look, target_robot_rgba
 from domrand.envs.postprocess import camera_effects
 from domrand.envs.scene import Scene
 
@@ -294,11 +294,7 @@ def lab_look(scene: Scene, look: LabLook) -> Look:
     parts: list[tuple[str, str | None, RGBA]] = []
     for part in scene.parts:
         if part.cls == "robot":
-            sim_rgba = scene.robot_colors.get(part.link, (0.5, 0.7, 1.0, 1.0))
-            accent = sim_rgba[0] > 0.9 and sim_rgba[2] < 0.2  # the orange joints of the iiwa
-            dark = max(sim_rgba[:3]) < 0.3
-            rgb = ROBOT_ACCENT if accent else ((0.15, 0.15, 0.16) if dark else ROBOT_COLOR)
-            parts.append((part.name, None, (*rgb, 1.0)))
+            parts.append((part.name, None, target_robot_rgba(scene, part.link, ROBOT_ACCENT, ROBOT_COLOR)))
         elif part.name == "table":
             parts.append((part.name, tex[f"table:{look.table}"], white))
         elif part.name == "floor":
