@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from domrand import checkpoint
-from domrand.config import GeneratorConfig, load_config, replace
 from domrand.generator.dataset import ImageSampler, load_images, load_masks
-from domrand.generator.inverter import Inverter, InverterConfig, render, save_inverter
+from domrand.generator.inverter import render
 from domrand.generator.inverter_losses import (
     DEFAULT_CLASS_IDS,
     class_squared_errors,
@@ -24,23 +23,9 @@ from domrand.generator.inverter_losses import (
     weighted_recon_loss,
 )
 from domrand.generator.inverter_train import InverterTrainer
-from domrand.generator.networks import Generator
+from test_inverter import _cfg, _one_thread, _tiny_g  # noqa: F401  (shared tiny G and config; _one_thread is autouse)
 
 OBJECT = DEFAULT_CLASS_IDS["object"]  # 3
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-def _tiny_g(seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(load_config("tiny", GeneratorConfig).network).eval()
-
-
-def _cfg(**changes) -> InverterConfig:
-    return replace(load_config("tiny", InverterConfig, kind="inverter"), **changes)
 
 
 def _square_frames(n: int, seed: int, side: int = 2, res: int = 16) -> tuple[np.ndarray, np.ndarray]:
