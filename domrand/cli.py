@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-generator": ("domrand.generator.train_cli", "train a StyleGAN2 generator on a folder of images"),
     "eval-generator": ("domrand.generator.eval_cli", "compute SWD (and FID with a local Inception file) for a run"),
     "train-inverter": ("domrand.generator.inverter_cli", "train the encoder that inverts frames into W+"),
+    "train-pair": ("domrand.generator.pair_cli", "train a sim/target-aligned generator + inverter pair (layout from the sim frame)"),
     "eval-inverter": ("domrand.generator.inverter_eval", "reconstruction PSNR/SSIM, geometry score, latency"),
     "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),
     "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
