@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-inverter": ("domrand.generator.inverter_cli", "train the encoder that inverts frames into W+"),
     "train-pair": ("domrand.generator.pair_cli", "train a sim/target-aligned generator + inverter pair (layout from the sim frame)"),
     "eval-inverter": ("domrand.generator.inverter_eval", "reconstruction PSNR/SSIM, geometry score, latency"),
+    "eval-bundle": ("domrand.bundle_eval", "a bundle's geometry, oracle probe, SWD, diversity and sim reconstruction via StyleRandomizer"),
     "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),
     "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
     "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),

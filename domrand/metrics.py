@@ -393,8 +393,28 @@ def layout_agreement(
             img_b = F.interpolate(img_b, size=img_a.shape[-2:], mode="area" if img_b.shape[-1] > img_a.shape[-1] else "bilinear")
         maps_a.append(structure_map(img_a, blur=blur))
         maps_b.append(structure_map(img_b, blur=blur))
-    a, b = torch.cat(maps_a), torch.cat(maps_b)
+    agree = _map_agreement(torch.cat(maps_a), torch.cat(maps_b))
+    return {"same_w": agree["same"], **{k: v for k, v in agree.items() if k != "same"}}
+
+
+def _map_agreement(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Pearson of structure maps ``a_i`` vs ``b_i`` (``same``) and vs ``b_{i-1}`` (``mismatched``)."""
     same = float(_pearson(a, b).mean())
     mismatched = float(_pearson(a, b.roll(1, dims=0)).mean())
     ratio = same / mismatched if mismatched > 0 else float("inf")
-    return {"same_w": same, "mismatched": mismatched, "gap": same - mismatched, "ratio": ratio, "n": int(n)}
+    return {"same": same, "mismatched": mismatched, "gap": same - mismatched, "ratio": ratio, "n": int(a.shape[0])}
+
+
+@torch.no_grad()
+def frame_layout_agreement(frames_a: Images, frames_b: Images, blur: bool = True) -> dict[str, float]:
+    """Do frames ``a_i`` keep the layout of frames ``b_i`` (e.g. randomized vs sim frames)?
+
+    Both ``[N >= 2, ...]`` (see :func:`to_float_images`), same size. Structure maps (:func:`structure_map`)
+    of ``a_i`` and ``b_i`` are correlated (Pearson); ``same`` is the mean over i, ``mismatched`` the
+    mean of ``a_i`` vs ``b_{i-1}`` (another state of the same scene). Returns ``{"same", "mismatched",
+    "gap", "ratio", "n"}``; a randomizer that keeps layout has ``same`` well above ``mismatched``.
+    """
+    a, b = structure_map(frames_a, blur=blur), structure_map(frames_b, blur=blur)
+    if a.shape != b.shape or a.shape[0] < 2:
+        raise ValueError(f"frame_layout_agreement: expected two [N >= 2, ...] sets of one size, got {list(a.shape)} and {list(b.shape)}")
+    return _map_agreement(a, b)
