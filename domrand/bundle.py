@@ -115,6 +115,7 @@ def _option_forms() -> dict[str, tuple[Any, str]]:
         "dtype": (lambda v: isinstance(v, str) and v in ("auto", "float32", "float16", "bfloat16"),
                   "one of auto, float32, float16, bfloat16"),
         "drift_steps": (lambda v: _is_int(v) and 0 <= v <= 1_000_000, "an integer in [0, 1000000]"),
+        "fit": (lambda v: isinstance(v, str) and v in ("pad", "crop", "stretch"), "one of pad, crop, stretch"),
     }
 
 

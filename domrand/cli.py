@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-bundle": ("domrand.bundle_eval", "a bundle's geometry, oracle probe, SWD, diversity and sim reconstruction via StyleRandomizer"),
     "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),
     "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
+    "collect": ("domrand.collect", "frames from any Gymnasium env (pixels or render()) to train a bundle for it"),
     "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),
     "bench": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer"),
     "benchmark": ("domrand.transfer", "transfer benchmark: does StyleGAN randomization beat the baselines?"),

@@ -223,3 +223,16 @@ def output_file(text: str) -> str:
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder of {text} does not exist; accepted: a file in an existing folder")
     return text
+
+
+def json_object(text: str) -> dict:
+    """A JSON object (e.g. ``'{"render_mode": "rgb_array"}'``)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"key\": 1}}', got {text!r} ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"key\": 1}}', got {text!r}")
+    return value

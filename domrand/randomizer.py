@@ -50,7 +50,7 @@ _DTYPES = {
 }
 
 # Keyword options a bundle may store as randomizer defaults (and ``from_bundle`` accepts).
-OPTION_NAMES = ("keep_resolution", "psi", "mix", "noise", "refine_steps", "seed", "max_batch", "dtype", "drift_steps")
+OPTION_NAMES = ("keep_resolution", "psi", "mix", "noise", "refine_steps", "seed", "max_batch", "dtype", "drift_steps", "fit")
 
 
 def _seed_int(*entropy: int) -> int:
@@ -155,6 +155,7 @@ class StyleRandomizer:
         dtype: str | torch.dtype = "auto",  # compute dtype: auto | float32 | float16 | bfloat16 (autocast)
         drift_steps: int = 0,  # >0: a non-immediate resample glides to the new style over this many calls
         check_pairing: bool = True,  # refuse an E whose generator_hash differs from weights_hash(G)
+        fit: str = "pad",  # non-square frames: pad (keep the aspect ratio) | crop (centre) | stretch; see domrand.frames
     ):
         self.G = G.eval()
         self.E = E.eval()
@@ -201,6 +202,9 @@ class StyleRandomizer:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.dtype = auto_dtype(self.device) if str(dtype).lower() == "auto" else parse_dtype(dtype)
+        from domrand.frames import check_mode
+
+        self.fit = check_mode(fit)
         self.drift_steps = int(drift_steps)
         if self.drift_steps < 0:
             raise ValueError(f"drift_steps must be >= 0, got {drift_steps}")
@@ -426,6 +430,13 @@ class StyleRandomizer:
     def _to_model(self, frames: np.ndarray | torch.Tensor, channels_first: bool) -> torch.Tensor:
         """uint8 batch (NHWC or NCHW) -> float ``[N, 3, R, R]`` in [-1, 1] on the device."""
         R = self.resolution
+        h, w = (frames.shape[2:4] if channels_first else frames.shape[1:3])
+        if h != w and self.fit != "stretch":  # keep the aspect ratio: pad or crop to a square (domrand.frames)
+            from domrand.frames import fit_frames
+
+            arr = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else frames
+            arr = fit_frames(np.ascontiguousarray(arr.transpose(0, 2, 3, 1) if channels_first else arr), R, self.fit)
+            return torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         if isinstance(frames, torch.Tensor):
             x = frames.to(self.device)
             x = x if channels_first else x.permute(0, 3, 1, 2)
@@ -461,6 +472,12 @@ class StyleRandomizer:
         y = ((y.float().clamp(-1, 1) + 1) * 127.5).round()
         h, w = size
         R = self.resolution
+        if h != w and self.fit != "stretch":  # undo the pad/crop of _to_model (crop: the margins replicate the centre's edge)
+            from domrand.frames import unfit_frames
+
+            out = unfit_frames(y.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy(), (h, w), self.fit)
+            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2) if channels_first else out)
+            return torch.from_numpy(out).to(like.device) if isinstance(like, torch.Tensor) else out
         if isinstance(like, torch.Tensor):
             if (h, w) != (R, R):
                 mode = "area" if h * w < R * R else "bilinear"
@@ -560,7 +577,7 @@ class StyleRandomizer:
         for s in range(0, frames.shape[0], self.max_batch):
             x = self._to_model(frames[s : s + self.max_batch], cf)
             y = self._forward(x, ids[s : s + self.max_batch])
-            outs.append(self._from_model(y, frames, size, cf))
+            outs.append(self._from_model(y, frames[s : s + self.max_batch], size, cf))
         out = torch.cat(outs) if isinstance(frames, torch.Tensor) else np.concatenate(outs)
         if self.drift_steps > 0:
             self._age[torch.as_tensor(sorted(set(ids)), dtype=torch.long)] += 1
