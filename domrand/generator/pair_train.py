@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from domrand import checkpoint
-from domrand.config import NetworkConfig, dump_yaml, from_dict
+from domrand.config import NetworkConfig, dump_yaml, from_dict, replace, to_dict
 from domrand.generator import runs
 from domrand.generator.augment import AdaController, AugmentPipe
 from domrand.generator.dataset import ImageSampler
@@ -151,6 +151,7 @@ class PairTrainer:
         class_ids: dict[str, int] | None = None,  # class name -> mask id (None: export-frames' ids)
         run_dir: str | os.PathLike | None = None,
         seed: int = 0,
+        init: tuple[nn.Module, nn.Module] | None = None,  # (G, E) to start from, e.g. a bundle's; same shapes as the config
     ):
         self.cfg, self.tc = config, config.training
         R = config.network.resolution
@@ -167,7 +168,18 @@ class PairTrainer:
         torch.manual_seed(self.seed)  # initialization depends on the seed only
         self.G = Generator(config.network)
         self.D = Discriminator(config.network)
-        self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed).train()
+        if init is not None:  # fine-tune: G and E start from a trained pair (D starts fresh)
+            G0, E0 = init
+            if G0.config != config.network:
+                raise ValueError(f"--init: its generator is {G0.config}, the config's network is {config.network}")
+            self.G.load_state_dict(G0.state_dict())
+            self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed)
+            if E0.export_config()["network"] != to_dict(config.inverter):
+                raise ValueError(f"--init: its inverter is {E0.export_config()['network']}, the config's inverter is {to_dict(config.inverter)}")
+            self.E.load_state_dict(E0.state_dict())
+            self.E.train()
+        else:
+            self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed).train()
         self.G_ema, self.E_ema = _ema_copy(self.G), _ema_copy(self.E)
         self.keep = self.E.keep_resolution
         self.k = self.E.num_coarse_ws
@@ -465,8 +477,12 @@ def train_pair(
     progress: bool = True,
     max_seconds: float | None = None,
     command: str | None = None,
+    init: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a pair run in ``out``; returns the last metrics record.
+
+    ``init``: a bundle (folder or file) whose generator and inverter the run starts from (the
+    discriminator starts fresh); the config's network and inverter sections are taken from it.
 
     ``sim_masks``: a masks folder/array paired with ``sim_data``, or ``"auto"`` (``masks/`` beside a
     ``frames/`` folder). A resume reuses the run's stored config and data paths.
@@ -497,6 +513,14 @@ def train_pair(
             raise ValueError("a new run needs --sim-data (simulator frames) and --target-data (target-domain photos)")
         if runs.list_checkpoints(out, required=CHECKPOINT_FILES):
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    start = None
+    if init is not None and not resume:
+        from domrand.bundle import load_bundle
+
+        b = load_bundle(init, device="cpu")
+        start = (b.G, b.E)
+        config = replace(config, network=b.G.config,
+                         inverter=from_dict(InverterNetworkConfig, b.E.export_config()["network"], f"{init} inverter"))  # fmt: skip
     if sim_masks is not None and str(sim_masks) == "auto":
         sim_masks = masks_beside(sim_data)
     R = config.network.resolution
@@ -507,7 +531,7 @@ def train_pair(
     if sim_masks is not None:
         masks = load_masks(sim_masks, sim_data, R, n_frames=len(sim), progress=progress)
         class_ids = read_class_ids(sim_masks)
-    trainer = PairTrainer(config, sim, target, masks, class_ids, run_dir=out, seed=seed)
+    trainer = PairTrainer(config, sim, target, masks, class_ids, run_dir=out, seed=seed, init=start)
     out.mkdir(parents=True, exist_ok=True)
     for p in runs.remove_temp_files(out):
         print(f"train-pair: removed {p}, left by an interrupted run", file=sys.stderr)
@@ -521,7 +545,9 @@ def train_pair(
     else:
         atomic_write_text(out / CONFIG, dump_yaml(config))
         setup = {"sim": str(Path(sim_data).resolve()), "target": str(Path(target_data).resolve()),
-                 "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve())}  # fmt: skip
+                 "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()),
+                 "init": None if init is None else str(Path(init).resolve()),
+                 "init_hash": None if start is None else checkpoint.weights_hash(start[0])}  # fmt: skip
         atomic_write_text(setup_file, json.dumps(setup, indent=1))
     with open(out / COMMAND, "a") as f:
         f.write((command or " ".join(sys.argv)) + "\n")
