@@ -16,7 +16,8 @@ import torch
 from domrand import checkpoint
 from domrand.cli import main as cli_main
 from domrand.config import load_config, replace
-from domrand.generator.pair_train import PairConfig, PairTrainer, to_uint8
+from domrand.generator.pair_train import PairConfig, PairTrainer
+from domrand.generator.visualize import to_uint8
 from domrand.metrics import frame_layout_agreement
 
 OBJECT, TABLE = 3, 1

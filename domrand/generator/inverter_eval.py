@@ -118,16 +118,16 @@ def generator_eval_samples(G, n: int, keep_resolution: int, seed: int = 123_456,
 
 
 def randomize_frames(E, G, frames: torch.Tensor, steps: int, lr: float, psi: float, seed: int, batch: int = 64) -> np.ndarray:
-    """Randomized versions (uint8 ``[N, R, R, 3]``) of float frames ``[N, 3, R, R]``."""
-    from domrand.generator.inverter_train import randomize
+    """Randomized versions (uint8 ``[N, R, R, 3]``) of float frames ``[N, 3, R, R]``, made by
+    ``StyleRandomizer`` (the wrapper's own path; one style seed per frame, ``steps`` refinement
+    steps). ``lr`` is accepted for the callers' symmetry; the randomizer refines with E's default."""
     from domrand.generator.visualize import to_uint8
+    from domrand.randomizer import StyleRandomizer
 
-    rng = torch.Generator().manual_seed(seed)
-    out = []
-    for x in _batches(frames, batch):
-        ans = E.invert(x, G, steps=steps, lr=lr, check=False)
-        out.append(to_uint8(randomize(G, ans, E.keep_resolution, rng, psi=psi).clamp(-1, 1)))
-    return np.concatenate(out)
+    R = StyleRandomizer(G, E, psi=psi, refine_steps=steps, seed=seed, max_batch=batch, dtype="float32", check_pairing=False)
+    ids = list(range(len(frames)))
+    R.resample(ids, seed=seed)
+    return R.randomize(to_uint8(frames.clamp(-1, 1)), env_ids=ids)
 
 
 def sim_reconstruction_scores(

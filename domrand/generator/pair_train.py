@@ -67,6 +67,7 @@ from domrand.generator.inverter_losses import (
 )
 from domrand.generator.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.visualize import to_uint8
 from domrand.utils import atomic_write_text
 
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "E.safetensors", "E_ema.safetensors",
@@ -132,11 +133,6 @@ def _ema_copy(net: nn.Module) -> nn.Module:
 
 def _to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``[N, 3, H, W]`` in [-1, 1] -> uint8 ``[N, H, W, 3]``."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 class PairTrainer:
