@@ -131,6 +131,17 @@ def _frame_layout(shape: Sequence[int], channels_first: bool | None) -> tuple[bo
     return batched, channels_first
 
 
+class OutOfDistributionWarning(UserWarning):
+    """The frames a randomizer sees are far from what its bundle can represent (see ``ood_reference``)."""
+
+
+def bundle_reference_psnr(info: dict[str, Any]) -> float | None:
+    """The sim-frame reconstruction PSNR a bundle records (``eval-bundle``'s figure), else None."""
+    value = ((info.get("about") or {}).get("evaluation") or {}).get("reconstruction", {})
+    value = value.get("psnr") if isinstance(value, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
 class StyleRandomizer:
     """Re-render frames through a StyleGAN2 generator with per-environment fine styles.
 
@@ -156,6 +167,8 @@ class StyleRandomizer:
         drift_steps: int = 0,  # >0: a non-immediate resample glides to the new style over this many calls
         check_pairing: bool = True,  # refuse an E whose generator_hash differs from weights_hash(G)
         fit: str = "pad",  # non-square frames: pad (keep the aspect ratio) | crop (centre) | stretch; see domrand.frames
+        ood_reference: float | None = None,  # PSNR (dB) of G(E(x)) on the frames the pair was made for; None = no check
+        ood_margin_db: float = 6.0,  # warn once when the first frames reconstruct this much worse than ood_reference
     ):
         self.G = G.eval()
         self.E = E.eval()
@@ -205,6 +218,9 @@ class StyleRandomizer:
         from domrand.frames import check_mode
 
         self.fit = check_mode(fit)
+        self.ood_reference = None if ood_reference is None else float(ood_reference)
+        self.ood_margin_db = float(ood_margin_db)
+        self.ood_psnr: float | None = None  # measured on the first frames seen (when ood_reference is set)
         self.drift_steps = int(drift_steps)
         if self.drift_steps < 0:
             raise ValueError(f"drift_steps must be >= 0, got {drift_steps}")
@@ -234,11 +250,12 @@ class StyleRandomizer:
         from domrand.bundle import load_bundle
 
         bundle = load_bundle(path, device=device)
-        unknown = sorted(set(options) - set(OPTION_NAMES) - {"check_pairing"})
+        unknown = sorted(set(options) - set(OPTION_NAMES) - {"check_pairing", "ood_reference", "ood_margin_db"})
         if unknown:
             raise TypeError(f"StyleRandomizer.from_bundle: unknown option(s) {unknown}; valid: {', '.join(OPTION_NAMES)}")
         merged = {k: v for k, v in bundle.options.items() if k in OPTION_NAMES}
         merged.update(options)
+        merged.setdefault("ood_reference", bundle_reference_psnr(bundle.info))
         return cls(bundle.G, bundle.E, **merged)
 
     def _check_pairing(self) -> None:
@@ -532,8 +549,32 @@ class StyleRandomizer:
                 noise[name] = None
         return ws, noise
 
+    @torch.no_grad()
+    def _check_distribution(self, x: torch.Tensor, ws: torch.Tensor, feats: dict[int, torch.Tensor] | None) -> None:
+        """Once, on the first frames: reconstruct them (E's ws, const noise) and warn when their PSNR
+        is ``ood_margin_db`` below the figure the bundle records for its own frames."""
+        from domrand.metrics import psnr
+
+        n = min(len(x), 8)
+        noise = self.G.synthesis.sample_noise(1, self.device, noise_mode="const")
+        rec = self.G.synthesis(ws[:n], noise=noise, features=None if feats is None else {r: f[:n] for r, f in feats.items()})
+        self.ood_psnr = float(psnr(rec.float().clamp(-1, 1), x[:n].clamp(-1, 1)).mean())
+        if self.ood_psnr < self.ood_reference - self.ood_margin_db:
+            warnings.warn(
+                f"StyleRandomizer: these frames are far from what the bundle was made for: they reconstruct at "
+                f"{self.ood_psnr:.1f} dB PSNR through its inverter and generator, vs {self.ood_reference:.1f} dB on its "
+                "own frames, so randomized frames will not keep their content. Train a bundle for this env: "
+                "'domrand collect --env ID --n 4000 --out data/sim', then 'domrand train-pair --config small64 "
+                "--sim-data data/sim/frames --target-data PHOTOS --out runs/pair' and 'domrand bundle --generator "
+                "runs/pair --inverter runs/pair --out my_bundle' (README, On your own env)",
+                OutOfDistributionWarning,
+                stacklevel=4,
+            )
+
     def _forward(self, x: torch.Tensor, ids: list[int]) -> torch.Tensor:
         ws, feats = self._encode(x)
+        if self.ood_reference is not None and self.ood_psnr is None:
+            self._check_distribution(x, ws, feats)
         ws, noise = self._compose(ws, ids)
         use_amp = self.dtype != torch.float32
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=use_amp):

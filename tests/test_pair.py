@@ -172,3 +172,25 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         PairTrainer(_config(), np.zeros((40, 8, 8, 3), np.uint8), np.zeros((40, 16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="even"):
         _config(batch=7)
+
+
+def test_frames_the_pair_cannot_represent_warn_once_with_the_figure(trained, toy):
+    import warnings
+
+    from domrand.randomizer import OutOfDistributionWarning, StyleRandomizer
+
+    trainer, _, after = trained
+    reference = after["psnr/sim"]
+    own = StyleRandomizer(trainer.G_ema, trainer.paired_inverter(), seed=0, dtype="float32", ood_reference=reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own.randomize(toy[0][:8])  # its own kind of frame: no warning
+    assert own.ood_psnr > reference - 6
+    other = StyleRandomizer(trainer.G_ema, trainer.paired_inverter(), seed=0, dtype="float32", ood_reference=reference)
+    foreign = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)  # nothing like a tabletop
+    with pytest.warns(OutOfDistributionWarning, match=r"dB PSNR .*domrand collect"):
+        other.randomize(foreign)
+    assert other.ood_psnr < reference - 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        other.randomize(foreign)  # once only
