@@ -16,6 +16,9 @@ spatial latent that replaces ``G``'s features at ``keep_resolution``; the domain
 * **style reconstruction**: ``E`` reads the fine ws back from the target frame it made; their MSE
   (in units of W's spread) keeps every fine style visible in the output (diversity; StarGAN v2's
   style-reconstruction loss).
+* **diversity** (``diversity_weight``, off by default): two styles of the same frame are pushed apart
+  until their mean absolute pixel difference reaches ``diversity_target`` (a hinge, so it cannot run
+  away from realism; the diversity-sensitive loss of Yang et al. 2019 / StarGAN v2).
 
 Since the coarse styles and the ``keep_resolution`` features of a randomized frame are exactly the
 ones its sim reconstruction used, the fine blocks (32x32 and 64x64 with 3x3 convs) can only change
@@ -91,6 +94,8 @@ class PairTrainingConfig:
     adv_weight: float = 1.0  # target frames: non-saturating GAN loss
     style_weight: float = 1.0  # target frames: MSE of E's fine ws of the frame to the ws that made it / W spread^2
     adv_into_inverter: bool = False  # let the GAN loss reach E through the coarse inputs (default: detached)
+    diversity_weight: float = 0.0  # two styles of one frame: hinge on their mean absolute pixel difference (0 = off)
+    diversity_target: float = 0.25  # ... rewarded up to this mean |difference| (images in [-1, 1]); 0.25 ~ 32/255
     r1_gamma: float = 0.0512  # R1 weight (lazy)
     r1_interval: int = 16  # R1 every N D steps
     ema_kimg: float = 2.0  # EMA half-life of G and E in kimg
@@ -250,6 +255,11 @@ class PairTrainer:
             loss_sty = (back - fine[:, self.k :].detach()).square().mean() / self.E.w_std.square()
             total = total + tc.style_weight * loss_sty
             logs["loss/style"] = float(loss_sty.detach())
+        if tc.diversity_weight:  # diversity-sensitive term (Yang et al. 2019, StarGAN v2), bounded by a hinge
+            other = self.translate(self.G, coarse, self.fine_ws(self.G, b))
+            diff = (fake - other).abs().mean()
+            total = total + tc.diversity_weight * torch.relu(tc.diversity_target - diff)
+            logs["diversity/pixel"] = float(diff.detach())
         self.G_opt.zero_grad(set_to_none=True)
         self.E_opt.zero_grad(set_to_none=True)
         total.backward()
