@@ -16,6 +16,9 @@ spatial latent that replaces ``G``'s features at ``keep_resolution``; the domain
 * **style reconstruction**: ``E`` reads the fine ws back from the target frame it made; their MSE
   (in units of W's spread) keeps every fine style visible in the output (diversity; StarGAN v2's
   style-reconstruction loss).
+* **object keep** (``object_keep_weight``, off by default; needs masks): L1 between the task
+  object's pixels in the target frame and in the sim frame, so the adversary cannot repaint the
+  3-4 px cube as clutter (it keeps its hue in every look, as classic randomization keeps it red).
 * **diversity** (``diversity_weight``, off by default): two styles of the same frame are pushed apart
   until their mean absolute pixel difference reaches ``diversity_target`` (a hinge, so it cannot run
   away from realism; the diversity-sensitive loss of Yang et al. 2019 / StarGAN v2).
@@ -94,6 +97,7 @@ class PairTrainingConfig:
     adv_weight: float = 1.0  # target frames: non-saturating GAN loss
     style_weight: float = 1.0  # target frames: MSE of E's fine ws of the frame to the ws that made it / W spread^2
     adv_into_inverter: bool = False  # let the GAN loss reach E through the coarse inputs (default: detached)
+    object_keep_weight: float = 0.0  # target frames: L1 of the task object's pixels to the sim frame's (needs masks; 0 = off)
     diversity_weight: float = 0.0  # two styles of one frame: hinge on their mean absolute pixel difference (0 = off)
     diversity_target: float = 0.25  # ... rewarded up to this mean |difference| (images in [-1, 1]); 0.25 ~ 32/255
     r1_gamma: float = 0.0512  # R1 weight (lazy)
@@ -255,6 +259,12 @@ class PairTrainer:
             loss_sty = (back - fine[:, self.k :].detach()).square().mean() / self.E.w_std.square()
             total = total + tc.style_weight * loss_sty
             logs["loss/style"] = float(loss_sty.detach())
+        if tc.object_keep_weight and masks is not None and self.object_id is not None:
+            obj = (masks == self.object_id).unsqueeze(1).to(fake.dtype)  # [B, 1, H, W]
+            if float(obj.sum()) > 0:  # the task cue survives: the cube keeps its sim colours in every look
+                keep = ((fake - x).abs() * obj).sum() / (obj.sum() * fake.shape[1])
+                total = total + tc.object_keep_weight * keep
+                logs["loss/object_keep"] = float(keep.detach())
         if tc.diversity_weight:  # diversity-sensitive term (Yang et al. 2019, StarGAN v2), bounded by a hinge
             other = self.translate(self.G, coarse, self.fine_ws(self.G, b))
             diff = (fake - other).abs().mean()
