@@ -128,3 +128,22 @@ def test_the_randomizer_keeps_the_aspect_ratio_of_non_square_frames(tmp_path):
         assert tuple(out_t.shape) == (2, 3, 30, 60)
     with pytest.raises(ValueError, match="pad, crop, stretch"):
         StyleRandomizer.from_bundle(bundle, device="cpu", fit="zoom")
+
+
+def test_vector_wrapper_randomizes_rendered_frames_of_a_classic_control_env(tmp_path):
+    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.wrappers import VectorStyleRandomization
+
+    bundle = make_untrained_bundle(tmp_path / "b")
+    venv = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync", render_mode="rgb_array")
+    env = VectorStyleRandomization(venv, bundle, from_render=True, device="cpu")
+    assert env.single_observation_space.shape == (400, 600, 3)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, 400, 600, 3) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+    plain = np.stack(venv.render())
+    assert np.abs(obs.astype(int) - plain.astype(int)).mean() > 1  # re-rendered, not passed through
+    obs, *_ = env.step(np.array([0, 1]))
+    assert obs.shape == (2, 400, 600, 3)
+    env.close()
+    with pytest.raises(ValueError, match="render_mode='rgb_array'"):
+        VectorStyleRandomization(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), bundle, from_render=True, device="cpu")

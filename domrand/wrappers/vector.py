@@ -33,10 +33,16 @@ class VectorPixelTransform(VectorObservationWrapper):
         transform: FrameTransform,  # StyleRandomizer, ImageAugmenter, ...
         pixel_key: str | None = None,  # Dict observations: the image entry (default "pixels")
         resample: str | int = "episode",  # "episode" | "step" | k
+        from_render: bool = False,  # the sub-envs' render() frames (rgb_array) become the observations
     ):
         super().__init__(env)
-        self.pixel_key, self.channels_first = find_pixels(env.single_observation_space, pixel_key)
-        self.frame_shape = (int(env.num_envs), *pixel_shape(env.single_observation_space, self.pixel_key))
+        self.from_render = bool(from_render)
+        if self.from_render:
+            if pixel_key is not None:
+                raise ValueError("from_render=True replaces the observation with the rendered frame; pixel_key does not apply")
+            self._use_render_space(env)
+        self.pixel_key, self.channels_first = find_pixels(self.single_observation_space, pixel_key)
+        self.frame_shape = (int(env.num_envs), *pixel_shape(self.single_observation_space, self.pixel_key))
         self.resample_every = parse_resample(resample)
         self.transform = transform
         self.env_ids = transform.allocate_env_ids(self.num_envs)
@@ -45,6 +51,26 @@ class VectorPixelTransform(VectorObservationWrapper):
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._pending_reset = np.zeros(self.num_envs, dtype=bool)
         self.last_resampled = np.zeros(self.num_envs, dtype=bool)  # which sub-envs got a new style last call
+
+    def _use_render_space(self, env: VectorEnv) -> None:
+        """Observation spaces of the rendered frames (one reset and render() to learn their size, as
+        Gymnasium's single-env ``AddRenderObservation`` does)."""
+        from gymnasium import spaces
+        from gymnasium.vector.utils import batch_space
+
+        if getattr(env, "render_mode", None) != "rgb_array":
+            raise ValueError(f"from_render=True needs a vector env made with render_mode='rgb_array'; found {getattr(env, 'render_mode', None)!r}")
+        env.reset()
+        frames = self._rendered()
+        self.single_observation_space = spaces.Box(0, 255, frames.shape[1:], np.uint8)
+        self.observation_space = batch_space(self.single_observation_space, env.num_envs)
+
+    def _rendered(self) -> np.ndarray:
+        frames = self.env.render()
+        try:
+            return np.stack([np.asarray(f, dtype=np.uint8) for f in frames])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"from_render=True: the vector env's render() did not return one rgb array per sub-env ({exc})") from None
 
     def _resample(self, mask: np.ndarray, immediate: bool) -> None:
         idx = np.flatnonzero(mask)
@@ -88,6 +114,8 @@ class VectorPixelTransform(VectorObservationWrapper):
         return self.observations(obs), rewards, terminations, truncations, infos
 
     def observations(self, observations: Any) -> Any:
+        if self.from_render:
+            observations = self._rendered()
         if self.pixel_key is None:
             check_frames(observations, self.frame_shape, "observations")
             return self.transform.randomize(observations, self.env_ids, channels_first=self.channels_first)
@@ -103,7 +131,9 @@ class VectorStyleRandomization(VectorPixelTransform):
     """Vector version of ``StyleRandomizationObservation``: one batched randomizer forward per step.
 
     vector_env: a Gymnasium ``VectorEnv`` whose single observation space is a uint8 image ``Box`` or a
-    ``Dict`` with one under ``pixel_key``. Sub-environments that auto-reset (and only those) get a new
+    ``Dict`` with one under ``pixel_key``; or, with ``from_render=True``, any vector env made with
+    ``render_mode="rgb_array"`` (e.g. ``gymnasium.make_vec("CartPole-v1", 4, render_mode="rgb_array")``),
+    whose rendered frames then become the observations. Sub-environments that auto-reset (and only those) get a new
     style, seeded per sub-env from the ``reset`` seed (``seed + i``, like the vector env itself).
     """
 
@@ -115,8 +145,9 @@ class VectorStyleRandomization(VectorPixelTransform):
         resample: str | int = "episode",
         device: str = "auto",
         threads: int | None = None,  # torch CPU threads for this process (None: unchanged)
+        from_render: bool = False,  # sub-envs made with render_mode="rgb_array": their rendered frames become the observations
         **randomizer_options: Any,
     ):
         randomizer = make_randomizer(randomizer_or_bundle, device=device, threads=threads, **randomizer_options)
-        super().__init__(vector_env, randomizer, pixel_key=pixel_key, resample=resample)
+        super().__init__(vector_env, randomizer, pixel_key=pixel_key, resample=resample, from_render=from_render)
         self.randomizer = randomizer
