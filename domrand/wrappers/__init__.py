@@ -6,7 +6,9 @@ Usage::
     env = StyleRandomizationObservation(env, "path/to/bundle")   # or a StyleRandomizer
     obs, info = env.reset(seed=0)
 
-All wrappers keep the wrapped env's observation space; see ``style.py`` and ``vector.py``.
+All wrappers keep the wrapped env's observation space; see ``style.py`` and ``vector.py``. For
+Stable-Baselines3 vector envs: ``from domrand.wrappers.sb3 import VecStyleRandomization`` (the
+``rl`` extra).
 """
 
 from domrand.wrappers.augment import KINDS, AugmentationObservation, ImageAugmenter, VectorAugmentation
