@@ -147,3 +147,26 @@ def test_vector_wrapper_randomizes_rendered_frames_of_a_classic_control_env(tmp_
     env.close()
     with pytest.raises(ValueError, match="render_mode='rgb_array'"):
         VectorStyleRandomization(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), bundle, from_render=True, device="cpu")
+
+
+def test_render_randomized_lets_recorders_see_what_the_policy_sees(tmp_path):
+    from gymnasium.wrappers import RenderCollection
+
+    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.wrappers import StyleRandomizationObservation
+
+    bundle = make_untrained_bundle(tmp_path / "b")
+    gym.register("TestDictPixels-v1", entry_point=_DictPixels)
+    try:
+        env = StyleRandomizationObservation(gym.make("TestDictPixels-v1"), bundle, pixel_key="image", device="cpu",
+                                            render_randomized=True)  # fmt: skip
+        assert env.render_mode == "rgb_array"
+        rec = RenderCollection(env)
+        obs, _ = rec.reset(seed=0)
+        obs2, *_ = rec.step(0)
+        frames = rec.render()
+        assert np.array_equal(frames[-1], obs2["image"]) and not np.array_equal(obs2["image"], np.full((24, 32, 3), 40, np.uint8))
+        plain = StyleRandomizationObservation(gym.make("TestDictPixels-v1"), bundle, pixel_key="image", device="cpu")
+        assert plain.render_mode is None  # the env's own (no render_randomized)
+    finally:
+        gym.envs.registration.registry.pop("TestDictPixels-v1", None)

@@ -125,10 +125,13 @@ class PixelTransformObservation(gym.ObservationWrapper):
         pixel_key: str | None = None,  # Dict observations: the image entry (default "pixels")
         from_render: bool = False,  # use env.render() (rgb_array) as the observation
         resample: str | int = "episode",  # "episode" | "step" | k: when to draw a new style
+        render_randomized: bool = False,  # render() returns the last randomized frame (so RecordVideo records what the policy sees)
     ):
         if from_render:
             env = render_env(env)
         super().__init__(env)
+        self.render_randomized = bool(render_randomized)
+        self._last_frame: Any = None
         self.pixel_key, self.channels_first = find_pixels(env.observation_space, pixel_key)
         self.frame_shape = pixel_shape(env.observation_space, self.pixel_key)
         self.resample_every = parse_resample(resample)
@@ -167,16 +170,33 @@ class PixelTransformObservation(gym.ObservationWrapper):
 
     def observation(self, observation: Any) -> Any:
         if not self.enabled:
+            self._last_frame = observation if self.pixel_key is None else observation[self.pixel_key]
             return observation
         if self.pixel_key is None:
             check_frames(observation, self.frame_shape)
-            return self.transform.randomize(observation, [self.env_id], channels_first=self.channels_first)
+            self._last_frame = self.transform.randomize(observation, [self.env_id], channels_first=self.channels_first)
+            return self._last_frame
         check_frames(observation[self.pixel_key], self.frame_shape, f"observation[{self.pixel_key!r}]")
         out = dict(observation)
         out[self.pixel_key] = self.transform.randomize(
             observation[self.pixel_key], [self.env_id], channels_first=self.channels_first
         )
+        self._last_frame = out[self.pixel_key]
         return type(observation)(out) if isinstance(observation, dict) else out
+
+    @property
+    def render_mode(self) -> str | None:
+        return "rgb_array" if self.render_randomized else self.env.render_mode
+
+    def render(self) -> Any:
+        """With ``render_randomized``: the last (randomized) frame, channel-last, as RecordVideo wants;
+        else the wrapped env's own ``render()``."""
+        if not self.render_randomized:
+            return self.env.render()
+        if self._last_frame is None:
+            raise RuntimeError("render_randomized: no frame yet; call reset() first")
+        frame = np.asarray(self._last_frame)
+        return frame.transpose(1, 2, 0) if self.channels_first else frame
 
 
 def set_threads(threads: int | None) -> None:
@@ -241,7 +261,8 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
     randomizer_options: ``StyleRandomizer`` keywords (``psi``, ``mix``, ``keep_resolution``, ...)
     when a bundle path is given.
 
-    ``env.render()`` is not changed: it still shows the unrandomized frame.
+    ``env.render()`` shows the unrandomized frame unless ``render_randomized=True``, with which it
+    returns the last randomized frame (``RecordVideo`` then records what the policy sees).
     """
 
     def __init__(
@@ -253,6 +274,7 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
         resample: str | int = "episode",
         device: str = "auto",
         threads: int | None = None,
+        render_randomized: bool = False,
         **randomizer_options: Any,
     ):
         gym.utils.RecordConstructorArgs.__init__(
@@ -263,10 +285,12 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
             resample=resample,
             device=device,
             threads=threads,
+            render_randomized=render_randomized,
             **randomizer_options,
         )
         randomizer = make_randomizer(randomizer_or_bundle, device=device, threads=threads, **randomizer_options)
         PixelTransformObservation.__init__(
-            self, env, randomizer, pixel_key=pixel_key, from_render=from_render, resample=resample
-        )
+            self, env, randomizer, pixel_key=pixel_key, from_render=from_render, resample=resample,
+            render_randomized=render_randomized,
+        )  # fmt: skip
         self.randomizer = randomizer
