@@ -17,6 +17,7 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("domrand.demo", "run an env with the bundled model and write a grid PNG and an episode GIF"),
     "train-generator": ("domrand.generator.train_cli", "train a StyleGAN2 generator on a folder of images"),
+    "generate": ("domrand.generate", "images from a generator by seed (--trunc) and a style-mixing figure"),
     "eval-generator": ("domrand.generator.eval_cli", "compute SWD (and FID with a local Inception file) for a run"),
     "train-inverter": ("domrand.generator.inverter_cli", "train the encoder that inverts frames into W+"),
     "train-pair": ("domrand.generator.pair_cli", "train a sim/target-aligned generator + inverter pair (layout from the sim frame)"),
