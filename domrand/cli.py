@@ -32,6 +32,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each option's default, except when it is None or False (nothing to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, argparse.SUPPRESS) or default == [] or "default" in text.lower():
+            return text
+        return text + " (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
     """A command's parser: a bad argument is one line (``domrand CMD: error: ...``) and exit code 2."""
 
@@ -95,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandUnavailable as exc:
         print(f"domrand: {exc}", file=sys.stderr)
         return 2
-    sub = _Parser(prog=f"domrand {name}", description=COMMANDS[name][1])
+    sub = _Parser(prog=f"domrand {name}", description=COMMANDS[name][1], formatter_class=_DefaultsHelp)
     module.add_arguments(sub)
     args = sub.parse_args(rest)  # --help exits 0; a bad argument exits 2 after one line (_Parser.error)
     from domrand.cuda.dispatch import CudaUnavailableError

@@ -188,3 +188,14 @@ def test_an_unforeseen_error_is_one_line_not_a_traceback(monkeypatch, capsys):
     monkeypatch.setenv("DOMRAND_TRACEBACK", "1")
     with pytest.raises(KeyError):
         main(["randomize", "--input", "x", "--out", "y"])
+
+
+def test_train_generator_shortcuts_set_mirror_gamma_and_augmentation(tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "d.npy", np.zeros((16, 16, 16, 3), np.uint8))
+    argv = ["train-generator", "--data", str(tmp_path / "d.npy"), "--out", str(tmp_path / "r"), "--config", "tiny",
+            "--set", "training.r1_gamma=5", "--mirror", "1", "--gamma", "0.3", "--aug", "noaug", "--dry-run"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "xflip: true" in out and "r1_gamma: 0.3" in out and "ada: false" in out  # the shortcuts win over --set

@@ -170,3 +170,27 @@ def test_render_randomized_lets_recorders_see_what_the_policy_sees(tmp_path):
         assert plain.render_mode is None  # the env's own (no render_randomized)
     finally:
         gym.envs.registration.registry.pop("TestDictPixels-v1", None)
+
+
+def test_robosuite_named_controls(tmp_path):
+    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.wrappers import StyleRandomizationObservation
+
+    bundle = make_untrained_bundle(tmp_path / "b")
+    gym.register("TestDictPixels-v2", entry_point=_DictPixels)
+    try:
+        env = StyleRandomizationObservation(gym.make("TestDictPixels-v2"), bundle, pixel_key="image", device="cpu",
+                                            randomize_on_reset=False, randomize_every_n_steps=2)  # fmt: skip
+        _, info = env.reset(seed=0)
+        first = info["style_seed"]
+        _, info = env.reset()
+        assert info["style_seed"] == first  # kept across resets
+        _, _, _, _, info = env.step(0)
+        assert info["style_seed"] == first
+        _, _, _, _, info = env.step(0)
+        assert info["style_seed"] != first  # every 2 steps
+        with pytest.raises(ValueError, match="not both"):
+            StyleRandomizationObservation(gym.make("TestDictPixels-v2"), bundle, pixel_key="image", device="cpu",
+                                          resample="step", randomize_every_n_steps=2)  # fmt: skip
+    finally:
+        gym.envs.registration.registry.pop("TestDictPixels-v2", None)

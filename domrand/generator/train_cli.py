@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value (YAML), e.g. training.freeze_d=2 or training.init_feature_weight=1",
     )  # fmt: skip
+    parser.add_argument("--mirror", type=int, choices=(0, 1), default=None, help="shortcut: dataset x-flips on/off (training.xflip)")
+    parser.add_argument("--gamma", type=cli_args.nonnegative_float, default=None, help="shortcut: R1 weight (training.r1_gamma)")
+    parser.add_argument("--aug", choices=("ada", "noaug"), default=None, help="shortcut: adaptive augmentation on/off (training.ada)")
     parser.add_argument("--allow-changes", action="store_true", help="with --resume: accept a dataset other than the run's")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="random seed (default 0)")
@@ -75,12 +78,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Under torchrun (WORLD_SIZE > 1) the job is data-parallel: see docs/scaling.md.
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` items plus the NVlabs-style shortcuts ``--mirror``, ``--gamma``, ``--aug`` (which win)."""
+    out = parse_overrides(args.set)
+    if getattr(args, "mirror", None) is not None:
+        out["training.xflip"] = bool(args.mirror)
+    if getattr(args, "gamma", None) is not None:
+        out["training.r1_gamma"] = float(args.gamma)
+    if getattr(args, "aug", None) is not None:
+        out["training.ada"] = args.aug == "ada"
+    return out
+
+
 def _command_line(args: argparse.Namespace) -> str:
     argv = sys.argv
     if len(argv) > 1 and "train-generator" in argv:
         return " ".join(shlex.quote(a) for a in ["domrand"] + argv[argv.index("train-generator") :])
     parts = ["domrand", "train-generator"]
-    for key in ("data", "config", "init", "out", "kimg", "batch", "device", "seed", "cache_dir", "threads"):
+    for key in ("data", "config", "init", "out", "kimg", "batch", "device", "seed", "cache_dir", "threads", "mirror", "gamma", "aug"):
         value = getattr(args, key)
         if value is not None:
             parts += [f"--{key.replace('_', '-')}", str(value)]
@@ -109,7 +124,7 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
         cache_dir=args.cache_dir,
         allow_changes=args.allow_changes,
         init=args.init,
-        overrides=parse_overrides(args.set),
+        overrides=_overrides(args),
         **kwargs,
     )
 
@@ -177,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
     # --dry-run: resolved config + dataset summary, nothing written.
     src = None
     if resume_from is not None:
-        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, parse_overrides(args.set))
+        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, _overrides(args))
         data = args.data
         if data is None:
             from domrand.checkpoint import load_tensors
@@ -190,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("--data is required")
         config = args.config or (None if args.init else DEFAULT_PRESET)
         cfg, src = train.fresh_config(
-            config, init=args.init, overrides=parse_overrides(args.set), kimg=args.kimg, batch=args.batch, progressive=progressive,
+            config, init=args.init, overrides=_overrides(args), kimg=args.kimg, batch=args.batch, progressive=progressive,
         )  # fmt: skip
         data = args.data
     from domrand.generator.dataset import load_images

@@ -126,11 +126,18 @@ class PixelTransformObservation(gym.ObservationWrapper):
         from_render: bool = False,  # use env.render() (rgb_array) as the observation
         resample: str | int = "episode",  # "episode" | "step" | k: when to draw a new style
         render_randomized: bool = False,  # render() returns the last randomized frame (so RecordVideo records what the policy sees)
+        randomize_on_reset: bool = True,  # robosuite's name: False keeps the style across resets (the schedule still applies)
+        randomize_every_n_steps: int | None = None,  # robosuite's name for resample=k
     ):
+        if randomize_every_n_steps is not None:
+            if resample != "episode":
+                raise ValueError("give resample= or randomize_every_n_steps=, not both (randomize_every_n_steps=k is resample=k)")
+            resample = int(randomize_every_n_steps)
         if from_render:
             env = render_env(env)
         super().__init__(env)
         self.render_randomized = bool(render_randomized)
+        self.randomize_on_reset = bool(randomize_on_reset)
         self._last_frame: Any = None
         self.pixel_key, self.channels_first = find_pixels(env.observation_space, pixel_key)
         self.frame_shape = pixel_shape(env.observation_space, self.pixel_key)
@@ -156,7 +163,7 @@ class PixelTransformObservation(gym.ObservationWrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         if seed is not None:
             self._style_rng = np.random.default_rng([int(seed), _STYLE_SALT])
-        if not self.frozen or self.style_seed is None:
+        if (not self.frozen and self.randomize_on_reset) or self.style_seed is None:
             self._resample(immediate=True)
         self._steps = 0
         return self.observation(obs), {**info, "style_seed": self.style_seed}
@@ -275,6 +282,8 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
         device: str = "auto",
         threads: int | None = None,
         render_randomized: bool = False,
+        randomize_on_reset: bool = True,
+        randomize_every_n_steps: int | None = None,
         **randomizer_options: Any,
     ):
         gym.utils.RecordConstructorArgs.__init__(
@@ -286,11 +295,14 @@ class StyleRandomizationObservation(PixelTransformObservation, gym.utils.RecordC
             device=device,
             threads=threads,
             render_randomized=render_randomized,
+            randomize_on_reset=randomize_on_reset,
+            randomize_every_n_steps=randomize_every_n_steps,
             **randomizer_options,
         )
         randomizer = make_randomizer(randomizer_or_bundle, device=device, threads=threads, **randomizer_options)
         PixelTransformObservation.__init__(
             self, env, randomizer, pixel_key=pixel_key, from_render=from_render, resample=resample,
-            render_randomized=render_randomized,
+            render_randomized=render_randomized, randomize_on_reset=randomize_on_reset,
+            randomize_every_n_steps=randomize_every_n_steps,
         )  # fmt: skip
         self.randomizer = randomizer
