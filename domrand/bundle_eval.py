@@ -61,8 +61,9 @@ def _load_frames(folder: str | Path, resolution: int, limit: int | None) -> np.n
     return images if limit is None else images[:limit]
 
 
-def randomized_styles(bundle: str | Path, frames: np.ndarray, styles: int, seed: int = 0, threads: int | None = None) -> np.ndarray:
-    """``[styles, N, H, W, 3]``: every frame randomized with ``styles`` style seeds through ``StyleRandomizer``."""
+def randomized_styles(bundle: Any, frames: np.ndarray, styles: int, seed: int = 0) -> np.ndarray:
+    """``[styles, N, H, W, 3]``: every frame randomized with ``styles`` style seeds through ``StyleRandomizer``
+    (``bundle``: a path or a loaded ``bundle.Bundle``)."""
     from domrand.randomizer import StyleRandomizer
 
     R = StyleRandomizer.from_bundle(bundle, device="cpu", seed=seed)
@@ -75,15 +76,13 @@ def randomized_styles(bundle: str | Path, frames: np.ndarray, styles: int, seed:
 
 
 @torch.no_grad()
-def sim_reconstruction(bundle: str | Path, frames: np.ndarray, masks: np.ndarray | None, object_id: int | None) -> dict[str, float]:
-    """PSNR of ``G(E(x))`` (E's ws and spatial latent, const noise) and its object PSNR."""
-    from domrand.bundle import load_bundle
+def sim_reconstruction(b: Any, frames: np.ndarray, masks: np.ndarray | None, object_id: int | None) -> dict[str, float]:
+    """PSNR of ``G(E(x))`` (E's ws and spatial latent, const noise) and its object PSNR; ``b`` a loaded ``bundle.Bundle``."""
     from domrand.generator.inverter import render
     from domrand.generator.inverter_losses import class_squared_errors
-    from domrand.metrics import psnr
+    from domrand.metrics import psnr, to_float_images
 
-    b = load_bundle(bundle, device="cpu")
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    x = to_float_images(frames)
     recs = [render(b.G, b.E(x[i : i + 64]), b.E.keep_resolution).clamp(-1, 1) for i in range(0, len(x), 64)]
     rec = torch.cat(recs)
     result = {"psnr": float(psnr(rec, x).mean())}
@@ -104,7 +103,7 @@ def train_probe(frames: np.ndarray, xy: np.ndarray, epochs: int, seed: int = 0):
 
 
 def evaluate_bundle(
-    bundle: str | Path,
+    bundle: Any,  # a bundle path or a loaded bundle.Bundle
     target_frames: str | Path,
     probe_frames: str | Path,
     target_eval_frames: str | Path,
@@ -117,13 +116,15 @@ def evaluate_bundle(
     seed: int = 0,
 ) -> dict[str, Any]:
     """All figures of the module docstring for one bundle (see there)."""
-    from domrand.bundle import load_bundle
+    from domrand.bundle import Bundle, load_bundle
     from domrand.envs.look_spread import frame_mean_colour_spread
     from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
     from domrand.metrics import swd
     from domrand.transfer_tasks import localization_errors, predict_xy
 
-    res = int(load_bundle(bundle, device="cpu").G.img_resolution)
+    path = str(getattr(bundle, "path", bundle))
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, device="cpu")
+    res = int(bundle.G.img_resolution)
     seg_x, seg_m, class_ids = load_frames_with_masks(target_frames, res)
     ev_x, ev_m, _ = load_frames_with_masks(target_eval_frames, res, limit=max_images)
     sim_x, sim_m, sim_ids = load_frames_with_masks(sim_frames, res, limit=max_images)
@@ -153,7 +154,7 @@ def evaluate_bundle(
     target_spread = frame_mean_colour_spread(ev_x)
     styles_spread = float(np.mean([frame_mean_colour_spread(rand[:, i]) for i in range(rand.shape[1])])) if styles > 1 else 0.0
     return {
-        "bundle": str(bundle),
+        "bundle": path,
         "n": {"sim": len(sim_x), "target_eval": len(ev_x), "segmenter_train": len(seg_x), "probe_train": len(probe_x), "styles": styles},
         "reconstruction": sim_reconstruction(bundle, sim_x, sim_m, object_id),
         "geometry": {"target": geo(ev_x, ev_m), "sim": geo(sim_x, sim_m), "randomized": mean_geo},
@@ -193,8 +194,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from domrand.utils import atomic_write_text
 
+    from domrand.bundle import load_bundle
+
     torch.set_num_threads(args.threads)
-    result = evaluate_bundle(args.bundle, args.target_frames, args.probe_frames, args.target_eval_frames, args.sim_frames,
+    bundle = load_bundle(args.bundle, device="cpu")
+    result = evaluate_bundle(bundle, args.target_frames, args.probe_frames, args.target_eval_frames, args.sim_frames,
                              styles=args.styles, seg_steps=args.seg_steps, probe_epochs=args.probe_epochs,
                              max_images=args.max_images, seed=args.seed)  # fmt: skip
     text = json.dumps(result, indent=1)
@@ -204,9 +208,6 @@ def main(args: argparse.Namespace) -> int:
     if args.sheet:
         from domrand.geometry import load_frames_with_masks
 
-        from domrand.bundle import load_bundle
-
-        res = int(load_bundle(args.bundle, device="cpu").G.img_resolution)
-        sim, _, _ = load_frames_with_masks(args.sim_frames, res, limit=8)
-        save_sheet(args.sheet, sim, randomized_styles(args.bundle, sim, 6, args.seed))
+        sim, _, _ = load_frames_with_masks(args.sim_frames, int(bundle.G.img_resolution), limit=8)
+        save_sheet(args.sheet, sim, randomized_styles(bundle, sim, 6, args.seed))
     return 0

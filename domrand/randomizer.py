@@ -242,14 +242,15 @@ class StyleRandomizer:
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, device: str | torch.device = "auto", **options: Any) -> "StyleRandomizer":
-        """Load a bundle (folder or single ``.safetensors`` file) and build a randomizer.
+    def from_bundle(cls, path: Any, device: str | torch.device = "auto", **options: Any) -> "StyleRandomizer":
+        """Load a bundle (folder or single ``.safetensors`` file; or take a loaded ``bundle.Bundle``,
+        then ``device`` is its own) and build a randomizer.
 
         ``options`` override the bundle's stored randomizer defaults (see ``OPTION_NAMES``).
         """
-        from domrand.bundle import load_bundle
+        from domrand.bundle import Bundle, load_bundle
 
-        bundle = load_bundle(path, device=device)
+        bundle = path if isinstance(path, Bundle) else load_bundle(path, device=device)
         unknown = sorted(set(options) - set(OPTION_NAMES) - {"check_pairing", "ood_reference", "ood_margin_db"})
         if unknown:
             raise TypeError(f"StyleRandomizer.from_bundle: unknown option(s) {unknown}; valid: {', '.join(OPTION_NAMES)}")

@@ -56,7 +56,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -134,16 +133,6 @@ def find_discriminator(generator_path: str | os.PathLike) -> Path | None:
         return run / "D.safetensors"
     found = runs.list_checkpoints(run, required=["D.safetensors"])
     return found[-1][1] / "D.safetensors" if found else None
-
-
-def _prune(run_dir: Path, keep: int) -> None:
-    found = list_checkpoints(run_dir)
-    for _, d in found[: max(len(found) - max(keep, 1), 0)]:
-        shutil.rmtree(d, ignore_errors=True)
-    root = run_dir / CHECKPOINTS
-    if root.is_dir():
-        for d in root.glob(".tmp-*"):
-            shutil.rmtree(d, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,7 +466,7 @@ class InverterTrainer:
 
         d = runs.write_checkpoint_dir(self.run_dir, self.kimg, write, required=INVERTER_CHECKPOINT_FILES)
         checkpoint.save_network(self.run_dir / E_FILE, self.E, info)
-        _prune(self.run_dir, self.tc.keep_snapshots)
+        runs.prune_to_newest(self.run_dir, self.tc.keep_snapshots, INVERTER_CHECKPOINT_FILES)
         return d
 
     def log(self, record: dict[str, Any]) -> None:

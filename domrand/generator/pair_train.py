@@ -74,6 +74,7 @@ from domrand.generator.inverter_losses import (
 from domrand.generator.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from domrand.generator.networks import Discriminator, Generator
 from domrand.generator.visualize import to_uint8
+from domrand.metrics import to_float_images
 from domrand.utils import atomic_write_text
 
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "E.safetensors", "E_ema.safetensors",
@@ -140,10 +141,6 @@ def _ema_copy(net: nn.Module) -> nn.Module:
     return copy.deepcopy(net).eval().requires_grad_(False)
 
 
-def _to_float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-
-
 class PairTrainer:
     """G, E, D, their EMA copies (G_ema, E_ema), three Adams, ADA and one RNG."""
 
@@ -177,14 +174,12 @@ class PairTrainer:
             G0, E0 = init
             if G0.config != config.network:
                 raise ValueError(f"--init: its generator is {G0.config}, the config's network is {config.network}")
-            self.G.load_state_dict(G0.state_dict())
-            self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed)
             if E0.export_config()["network"] != to_dict(config.inverter):
                 raise ValueError(f"--init: its inverter is {E0.export_config()['network']}, the config's inverter is {to_dict(config.inverter)}")
-            self.E.load_state_dict(E0.state_dict())
-            self.E.train()
-        else:
-            self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed).train()
+            self.G.load_state_dict(G0.state_dict())
+        self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed).train()
+        if init is not None:
+            self.E.load_state_dict(init[1].state_dict())
         self.G_ema, self.E_ema = _ema_copy(self.G), _ema_copy(self.E)
         self.keep = self.E.keep_resolution
         self.k = self.E.num_coarse_ws
@@ -331,7 +326,7 @@ class PairTrainer:
 
         state = self.rng.get_state()  # metrics must not change the training stream
         self.rng.manual_seed(99_991)
-        x = _to_float(self.sim_eval)
+        x = to_float_images(self.sim_eval)
         out = self.E_ema(x)
         rec = self.reconstruct(self.G_ema, out).clamp(-1, 1)
         result = {"psnr/sim": float(psnr(rec, x).mean())}
@@ -353,7 +348,7 @@ class PairTrainer:
 
         state = self.rng.get_state()
         self.rng.manual_seed(7)
-        x = _to_float(self.sim_eval[:rows])
+        x = to_float_images(self.sim_eval[:rows])
         out = self.E_ema(x)
         cells = [x, self.reconstruct(self.G_ema, out).clamp(-1, 1)]
         cells += [self.translate(self.G_ema, out, self.fine_ws(self.G_ema, len(x), self.tc.psi)).clamp(-1, 1) for _ in range(4)]
@@ -397,11 +392,7 @@ class PairTrainer:
         d = runs.write_checkpoint_dir(self.run_dir, self.kimg, write, required=CHECKPOINT_FILES)
         checkpoint.save_network(self.run_dir / "G_ema.safetensors", self.G_ema, info)
         checkpoint.save_network(self.run_dir / "E.safetensors", E_paired, {**info, "generator_source": str((self.run_dir / "G_ema.safetensors").resolve())})
-        found = runs.list_checkpoints(self.run_dir, required=CHECKPOINT_FILES)
-        for _, old in found[: max(len(found) - max(self.tc.keep_snapshots, 1), 0)]:
-            import shutil
-
-            shutil.rmtree(old, ignore_errors=True)
+        runs.prune_to_newest(self.run_dir, self.tc.keep_snapshots, CHECKPOINT_FILES)
         return d
 
     def load_checkpoint(self, ckpt_dir: str | os.PathLike) -> None:

@@ -153,6 +153,20 @@ def best_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return None if best is None else best[2]
 
 
+def prune_to_newest(run_dir: str | os.PathLike, keep_last: int, required: Sequence[str]) -> list[Path]:
+    """Delete all complete checkpoints (holding ``required``) but the newest ``keep_last`` (at least
+    one), and leftover ``.tmp-*`` directories. Returns the deleted checkpoints."""
+    found = list_checkpoints(run_dir, required=required)
+    removed = [d for _, d in found[: max(len(found) - max(int(keep_last), 1), 0)]]
+    for d in removed:
+        shutil.rmtree(d, ignore_errors=True)
+    root = Path(run_dir) / CHECKPOINTS
+    if root.is_dir():
+        for d in root.glob(".tmp-*"):
+            shutil.rmtree(d, ignore_errors=True)
+    return removed
+
+
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:
     """Delete all complete checkpoints except the newest ``keep_last`` and the best by SWD.
 

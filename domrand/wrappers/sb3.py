@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from domrand.wrappers.style import _STYLE_SALT, check_frames, find_pixels, make_randomizer, parse_resample, pixel_shape
+from domrand.wrappers.style import (
+    _STYLE_SALT,
+    check_frames,
+    find_pixels,
+    make_randomizer,
+    parse_resample,
+    pixel_shape,
+    resample_envs,
+)
 
 try:
     from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
@@ -61,12 +69,6 @@ class VecStyleRandomization(VecEnvWrapper):
             self._rngs = [np.random.default_rng([int(seed) + i, _STYLE_SALT]) for i in range(self.num_envs)]
         return self.venv.seed(seed)
 
-    def _resample(self, mask: np.ndarray) -> None:
-        idx = np.flatnonzero(mask)
-        if idx.size:
-            seeds = [int(self._rngs[i].integers(2**63)) for i in idx]
-            self.randomizer.resample([self.env_ids[i] for i in idx], seed=seeds, immediate=True)
-
     def _randomize(self, obs: Any, ids: list[int]) -> Any:
         if self.pixel_key is None:
             return self.randomizer.randomize(obs, ids, channels_first=self.channels_first)
@@ -81,7 +83,7 @@ class VecStyleRandomization(VecEnvWrapper):
 
     def reset(self) -> Any:
         obs = self.venv.reset()
-        self._resample(np.ones(self.num_envs, dtype=bool))
+        resample_envs(self.randomizer, self.env_ids, self._rngs, np.ones(self.num_envs, dtype=bool), immediate=True)
         self._steps[:] = 0
         return self._checked(obs)
 
@@ -104,5 +106,5 @@ class VecStyleRandomization(VecEnvWrapper):
         periodic = np.zeros(self.num_envs, dtype=bool)
         if self.resample_every is not None:
             periodic = ~dones & (self._steps % self.resample_every == 0)
-        self._resample(dones | periodic)
+        resample_envs(self.randomizer, self.env_ids, self._rngs, dones | periodic, immediate=True)
         return self._checked(obs), rewards, dones, infos

@@ -94,6 +94,15 @@ def check_frames(frames: Any, shape: tuple[int, ...], what: str = "observation")
         )
 
 
+def resample_envs(transform: FrameTransform, env_ids: Sequence[int], rngs: Sequence[np.random.Generator], mask: np.ndarray,
+                  immediate: bool) -> None:  # fmt: skip
+    """New styles for the sub-envs where ``mask`` is true, each seeded from its own style stream ``rngs[i]``."""
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        seeds = [int(rngs[i].integers(2**63)) for i in idx]
+        transform.resample([env_ids[i] for i in idx], seed=seeds, immediate=immediate)
+
+
 def render_env(env: gym.Env) -> gym.Env:
     """Make ``env.render()`` (rgb_array) the observation, like ``AddRenderObservation(render_only=True)``."""
     mode = getattr(env, "render_mode", None)

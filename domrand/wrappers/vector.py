@@ -21,6 +21,7 @@ from domrand.wrappers.style import (
     make_randomizer,
     parse_resample,
     pixel_shape,
+    resample_envs,
 )
 
 
@@ -73,11 +74,7 @@ class VectorPixelTransform(VectorObservationWrapper):
             raise ValueError(f"from_render=True: the vector env's render() did not return one rgb array per sub-env ({exc})") from None
 
     def _resample(self, mask: np.ndarray, immediate: bool) -> None:
-        idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            return
-        seeds = [int(self._rngs[i].integers(2**63)) for i in idx]
-        self.transform.resample([self.env_ids[i] for i in idx], seed=seeds, immediate=immediate)
+        resample_envs(self.transform, self.env_ids, self._rngs, mask, immediate)
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
