@@ -42,8 +42,9 @@ from domrand import cli_args
 from domrand.config import ConfigError, dump_yaml, from_dict, load_config, parse_overrides, to_dict
 
 CONDITIONS = ("none", "classic", "augment", "stylegan", "oracle")
-TASKS = ("localization", "control")
+TASKS = ("localization", "imitation", "control")
 UNTRAINED_BUNDLE = "untrained:tiny"  # pseudo bundle path: an untrained 16x16 bundle (machinery checks only)
+IMITATION_ENVS = ("domrand/Reach-v0", "domrand/Push-v0")  # envs with a scripted expert and proprioception
 BUNDLED = "bundled"  # pseudo bundle path: the model packaged with domrand (docs/model_card.md)
 
 
@@ -80,6 +81,23 @@ class ControlConfig:
     ent_coef: float = 0.0  # entropy bonus
     eval_episodes: int = 50  # evaluation episodes per model and domain
     max_episode_steps: int | None = None  # override the registered episode length (None = keep)
+
+
+@dataclass(frozen=True)
+class ImitationConfig:
+    """Task B on CPU: behaviour cloning of the scripted expert from pixels + proprioception."""
+
+    envs: tuple[str, ...] = ("domrand/Reach-v0", "domrand/Push-v0")  # env ids with a scripted expert
+    demo_episodes: int = 300  # noisy-expert sim episodes (reset seeds of the train range)
+    action_noise: float = 0.3  # std of the Gaussian noise added to the executed expert action (DART); labels are clean
+    max_episode_steps: int = 40  # episode cap for demonstrations and evaluation (experts need <= 25 steps)
+    views: int = 2  # augment/stylegan transforms per demonstration step (one drawn per pass)
+    epochs: int = 15  # passes over the demonstration steps
+    batch_size: int = 64  # minibatch size
+    lr: float = 0.001  # AdamW learning rate (cosine decay to 0)
+    weight_decay: float = 0.0001  # AdamW weight decay
+    width: int = 32  # channels of the CNN's first conv (the Task A CNN)
+    eval_episodes: int = 100  # closed-loop evaluation episodes per model and domain (test reset seeds)
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,7 @@ class BenchmarkConfig:
     stylegan: StyleConfig = field(default_factory=StyleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
 
 
@@ -162,7 +181,7 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
             raise ConfigError(f"target_presets: {exc}") from None
     if cfg.renderer not in ("auto", "tiny", "egl"):
         raise ConfigError(f"renderer must be auto, tiny or egl, got {cfg.renderer!r}")
-    loc, ctl = cfg.localization, cfg.control
+    loc, ctl, imi = cfg.localization, cfg.control, cfg.imitation
     for where, value, low in (
         ("image_size", cfg.image_size, 16),
         ("localization.train_frames", loc.train_frames, 2),
@@ -173,6 +192,13 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
         ("localization.width", loc.width, 1),
         ("localization.probe_frames", loc.probe_frames, 0),
         ("localization.swd_images", loc.swd_images, 0),
+        ("imitation.demo_episodes", imi.demo_episodes, 1),
+        ("imitation.max_episode_steps", imi.max_episode_steps, 1),
+        ("imitation.views", imi.views, 1),
+        ("imitation.epochs", imi.epochs, 1),
+        ("imitation.batch_size", imi.batch_size, 1),
+        ("imitation.width", imi.width, 1),
+        ("imitation.eval_episodes", imi.eval_episodes, 1),
         ("control.steps", ctl.steps, 1),
         ("control.n_envs", ctl.n_envs, 1),
         ("control.n_steps", ctl.n_steps, 2),
@@ -182,6 +208,14 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
     ):
         if value < low:
             raise ConfigError(f"{where} must be >= {low}, got {value}")
+    if imi.action_noise < 0:
+        raise ConfigError(f"imitation.action_noise must be >= 0, got {imi.action_noise}")
+    if "imitation" in cfg.tasks:
+        if not imi.envs:
+            raise ConfigError("imitation.envs: name at least one env id (domrand/Reach-v0, domrand/Push-v0)")
+        unknown = [e for e in imi.envs if e not in IMITATION_ENVS]
+        if unknown:
+            raise ConfigError(f"imitation.envs: no scripted expert for {unknown}; choose from {list(IMITATION_ENVS)}")
     if "control" in cfg.tasks and not ctl.envs:
         raise ConfigError("control.envs: name at least one env id (e.g. domrand/Reach-v0)")
     if "control" in cfg.tasks and cfg.image_size < 36:
@@ -294,6 +328,12 @@ def run_benchmark(
     }
     if "localization" in cfg.tasks:
         results["sections"]["localization"] = transfer_tasks.run_localization(cfg, cache, bundle, progress, log)
+    if "imitation" in cfg.tasks:
+        from domrand import transfer_imitation
+
+        for env_id in cfg.imitation.envs:
+            key = "imitation/" + env_id.split("/")[-1]
+            results["sections"][key] = transfer_imitation.run_imitation(cfg, env_id, cache, bundle, progress, log)
     if "control" in cfg.tasks:
         for env_id in cfg.control.envs:
             key = "control/" + env_id.split("/")[-1]

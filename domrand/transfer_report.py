@@ -84,6 +84,9 @@ def format_section(name: str, section: dict[str, Any]) -> str:
     if section["metric"] == "error_cm":
         base = section["baselines"]["predict_mean"]
         rows.append(["(predict mean)", *[f"{base['error_cm']:.2f} ({100 * base['within']:.0f}%)" for _ in domains]])
+    elif "expert" in section.get("baselines", {}):
+        rate = section["baselines"]["expert"]["success_rate"]
+        rows.append(["(scripted expert)", *[f"{rate:.2f}" for _ in domains]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [title]
     for k, row in enumerate(rows):
@@ -96,6 +99,12 @@ def format_section(name: str, section: dict[str, Any]) -> str:
             f"mean ± std over {len(seeds)} seed(s); (x%) = share of test frames within {section['within_cm']:g} cm; "
             f"{section['train_frames']} train states x {section['views']} view(s), {section['test_frames']} test states"
         )
+    elif section.get("task") == "imitation":
+        demos = section["demonstrations"]
+        lines.append(
+            f"success rate, mean ± std over {len(seeds)} seed(s); {section['eval_episodes']} closed-loop episodes per "
+            f"model and domain; behaviour cloning on {demos['episodes']} noisy-expert episodes ({demos['steps']} steps)"
+        )
     else:
         lines.append(
             f"success rate, mean ± std over {len(seeds)} seed(s); {section['eval_episodes']} episodes per model and "
@@ -105,7 +114,9 @@ def format_section(name: str, section: dict[str, Any]) -> str:
         lines.append(f"in-domain: {section.get('in_domain_about', 'each model on test states rendered like its training frames')}")
     if section.get("bar"):
         verdicts = ", ".join(f"{d}: {'met' if v['met'] else 'NOT met'}" for d, v in section["bar"].items())
-        lines.append(f"bar (stylegan <= none / 2 and below classic, augment): {verdicts}")
+        rule = ("stylegan > none and >= classic" if section.get("task") == "imitation"
+                else "stylegan <= none / 2 and below classic, augment")
+        lines.append(f"bar ({rule}): {verdicts}")
     for name, diag in (section.get("diagnostics") or {}).items():
         lines.append(_format_matrix(f"diagnostic {name}: {diag['about']}", diag["results"]))
     return "\n".join(lines) + "\n"

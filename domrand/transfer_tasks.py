@@ -346,15 +346,17 @@ def stylegan_views(
 class Localizer(nn.Module):
     """Small CNN with a spatial soft-argmax head (feature points, as in deep spatial autoencoders).
 
-    Image ``[N, 3, H, W]`` in [-0.5, 0.5] -> normalized table xy ``[N, 2]``. Four GroupNorm conv
+    Image ``[N, 3, H, W]`` in [-0.5, 0.5] (plus optional ``extra`` ``[N, extra_inputs]`` features,
+    concatenated with the feature points) -> ``[N, outputs]`` (Task A: normalized table xy). Four GroupNorm conv
     layers (stride 4 in all for H > 32, else 2) give ``2 * width`` feature maps; each map's
     soft-argmax (expected x, y under its spatial softmax) feeds a 2-layer MLP. Per-sample
     normalization only, so no statistics carry over from the training domain.
     """
 
-    def __init__(self, image_size: int = 64, width: int = 32):
+    def __init__(self, image_size: int = 64, width: int = 32, outputs: int = 2, extra_inputs: int = 0):
         super().__init__()
         w = width
+        self.extra_inputs = extra_inputs
 
         def norm(c: int) -> nn.GroupNorm:
             return nn.GroupNorm(max(1, min(8, c // 4)), c)
@@ -365,9 +367,9 @@ class Localizer(nn.Module):
             nn.Conv2d(2 * w, 2 * w, 3, stride=1, padding=1), norm(2 * w), nn.ReLU(inplace=True),
             nn.Conv2d(2 * w, 2 * w, 3, stride=1, padding=1),
         )  # fmt: skip
-        self.head = nn.Sequential(nn.Linear(4 * w, 128), nn.ReLU(inplace=True), nn.Linear(128, 2))
+        self.head = nn.Sequential(nn.Linear(4 * w + extra_inputs, 128), nn.ReLU(inplace=True), nn.Linear(128, outputs))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         f = self.features(x)
         n, c, h, w = f.shape
         p = torch.softmax(f.flatten(2).float(), dim=-1).reshape(n, c, h, w)
@@ -375,7 +377,8 @@ class Localizer(nn.Module):
         ys = torch.linspace(-1.0, 1.0, h, device=f.device)
         ex = (p.sum(2) * xs).sum(-1)  # [N, C]
         ey = (p.sum(3) * ys).sum(-1)
-        return self.head(torch.cat([ex, ey], dim=1))
+        points = [ex, ey] if extra is None else [ex, ey, extra.float()]
+        return self.head(torch.cat(points, dim=1))
 
 
 def _to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -204,14 +204,16 @@ def test_bundled_keyword_resolves_to_the_packaged_model(tmp_path):
 
 
 def test_presets_and_dry_run(capsys):
-    for name in ("smoke", "taskA", "taskB"):
+    for name in ("smoke", "taskA", "taskB", "taskB-ppo"):
         cfg = load_config(name, BenchmarkConfig, kind="benchmark")
         assert cfg.name == name
     smoke = load_benchmark_config("smoke")
     assert smoke.tasks == ("localization",) and set(smoke.conditions) == set(CONDITIONS)
     full = load_config("taskA", BenchmarkConfig, kind="benchmark")
     assert full.seeds >= 3 and len(full.target_presets) >= 2
-    assert load_config("taskB", BenchmarkConfig, kind="benchmark").control.eval_episodes >= 50
+    task_b = load_config("taskB", BenchmarkConfig, kind="benchmark")
+    assert task_b.tasks == ("imitation",) and task_b.imitation.eval_episodes >= 100 and task_b.seeds >= 3
+    assert load_config("taskB-ppo", BenchmarkConfig, kind="benchmark").control.eval_episodes >= 50
     assert cli.main(["benchmark", "--config", "smoke", "--seeds", "2", "--targets", "target-c", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "seeds: 2" in out and "target-c" in out

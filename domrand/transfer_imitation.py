@@ -1,0 +1,346 @@
+"""Task B on CPU: closed-loop control by behaviour cloning (``imitation`` in the benchmark config).
+
+For each env (``domrand/Reach-v0``, ``domrand/Push-v0``) the scripted expert runs ``demo_episodes``
+sim episodes. The executed action is the expert's plus Gaussian noise (DART, Laskey et al. 2017: the
+demonstrations visit the states a slightly wrong policy reaches); the label is always the clean
+expert action. Every demonstration step is rendered once per condition's source:
+
+* ``none``: the sim frame; ``classic``: the episode's classic randomization draw;
+* ``augment`` / ``stylegan``: the sim frame through ``ImageAugmenter`` / ``StyleRandomizer``
+  (``views`` transforms per step, new parameters or style per frame);
+* ``oracle``: the frame in the target preset (``target-lab``: its training half of looks).
+
+A pixel policy (the Task A CNN with the arm's proprioception, tip xyz and 7 joint angles, joined
+to its feature points; output the 3-D action) is fitted to the expert actions by mean squared
+error. It is evaluated closed loop, acting on its own frames, for ``eval_episodes`` held-out
+episodes (reset seeds disjoint from the demonstrations', the same for every condition) in sim
+and in each target preset (``target-lab``: its test half of looks). Success = ``info["is_success"]``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from domrand.transfer_tasks import (
+    FRAMES_VERSION,
+    Localizer,
+    _bar,
+    _device,
+    _load_npz,
+    _save_npz,
+    _seed_int,
+    _sha,
+    _to_input,
+    augment_views,
+    env_source_hash,
+    split_preset,
+    state_seeds,
+    stylegan_views,
+    summarize,
+)
+
+if TYPE_CHECKING:
+    from domrand.transfer import BenchmarkConfig
+
+Log = Callable[[str], None]
+PROPRIO_DIMS = 10  # Reach/Push state: tip xyz (3) + joint angles (7) come first
+DEMO_SALT = 2  # augment/stylegan parameter streams of the demonstrations (Task A uses 0 and 1)
+
+
+def proprioception(state: np.ndarray) -> np.ndarray:
+    """The arm's own sensing from a Reach/Push state vector: tip xyz and joint angles ``[..., 10]``."""
+    return np.asarray(state, np.float32)[..., :PROPRIO_DIMS]
+
+
+def _make_env(cfg: "BenchmarkConfig", env_id: str, domain: str, preset: str | None):
+    import gymnasium as gym
+
+    import domrand  # noqa: F401  (registers the envs)
+
+    kwargs: dict[str, Any] = dict(
+        obs_mode="pixels+state", visual_domain=domain, image_size=cfg.image_size, renderer=cfg.renderer,
+        max_episode_steps=cfg.imitation.max_episode_steps,
+    )  # fmt: skip
+    if preset is not None:
+        kwargs["target_preset"] = preset
+    return gym.make(env_id, **kwargs)
+
+
+def collect_demonstrations(
+    cfg: "BenchmarkConfig", env_id: str, cache: Path, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Noisy-expert sim episodes rendered per source; cached.
+
+    Returns ``actions`` float32 ``[N, 3]`` (clean expert labels), ``proprio`` float32 ``[N, 10]``,
+    ``episode`` int32 ``[N]``, ``sim`` / ``randomized`` / ``target:<preset>`` uint8 ``[N, H, W, 3]``.
+    """
+    ic = cfg.imitation
+    sources = ["sim", "randomized", *(f"target:{p}" for p in cfg.target_presets)]
+    key = _sha({"v": FRAMES_VERSION, "env": env_id, "env_src": env_source_hash(), "size": cfg.image_size,
+                "renderer": cfg.renderer, "data_seed": cfg.data_seed, "episodes": ic.demo_episodes,
+                "noise": ic.action_noise, "max_steps": ic.max_episode_steps, "sources": sources})
+    path = cache / "demos" / f"{env_id.split('/')[-1]}-{ic.demo_episodes}-{key}.npz"
+    data = _load_npz(path)
+    if data is not None:
+        return data
+    from domrand.envs.experts import expert_action
+
+    env = _make_env(cfg, env_id, "sim", None)
+    base = env.unwrapped
+    rows: dict[str, list[Any]] = {k: [] for k in ("actions", "proprio", "episode", *sources)}
+    rng = np.random.default_rng(_seed_int(cfg.data_seed, 61))
+    bar = _bar(ic.demo_episodes, f"demos {env_id.split('/')[-1]}", progress)
+    try:
+        for ep, seed in enumerate(state_seeds(cfg, "train", ic.demo_episodes)):
+            obs, _ = env.reset(seed=seed)
+            done = False
+            while not done:
+                expert = np.asarray(expert_action(base), np.float32)
+                rows["actions"].append(expert)
+                rows["proprio"].append(proprioception(obs["state"]))
+                rows["episode"].append(ep)
+                for src in sources:
+                    if src == "sim":
+                        rows[src].append(obs["pixels"])
+                    elif src == "randomized":
+                        rows[src].append(base.render_as("randomized"))
+                    else:  # target-lab: the training half of looks
+                        rows[src].append(base.render_as("target", split_preset(src[len("target:") :], "train")))
+                noisy = np.clip(expert + rng.normal(0.0, ic.action_noise, expert.shape), -1.0, 1.0)
+                obs, _, terminated, truncated, _ = env.step(noisy.astype(np.float32))
+                done = terminated or truncated
+            bar.update(1)
+    finally:
+        bar.close()
+        env.close()
+    data = {
+        "actions": np.stack(rows["actions"]).astype(np.float32),
+        "proprio": np.stack(rows["proprio"]).astype(np.float32),
+        "episode": np.asarray(rows["episode"], np.int32),
+        **{src: np.stack(rows[src]).astype(np.uint8) for src in sources},
+    }
+    _save_npz(path, **data)
+    return data
+
+
+class PixelPolicy(torch.nn.Module):
+    """Frame ``[N, H, W, 3]`` uint8 + proprioception ``[N, 10]`` -> action ``[N, 3]`` in [-1, 1].
+
+    The Task A CNN (spatial soft-argmax feature points) with the proprioception (standardized by
+    the demonstrations' mean and std) joined to the feature points.
+    """
+
+    def __init__(self, image_size: int, width: int, proprio_mean: np.ndarray, proprio_std: np.ndarray):
+        super().__init__()
+        self.net = Localizer(image_size, width, outputs=3, extra_inputs=PROPRIO_DIMS)
+        self.register_buffer("mean", torch.as_tensor(proprio_mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(proprio_std, dtype=torch.float32).clamp_min(1e-3))
+
+    def forward(self, frames: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N, H, W, 3]``, float ``[N, 10]`` -> raw action ``[N, 3]`` (clip to act)."""
+        x = _to_input(frames, self.mean.device)
+        return self.net(x, (proprio.to(self.mean.device).float() - self.mean) / self.std)
+
+    @torch.no_grad()
+    def act(self, frame: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+        """One action float32 ``[3]`` in [-1, 1] for one frame ``[H, W, 3]`` and proprioception ``[10]``."""
+        out = self(torch.from_numpy(np.ascontiguousarray(frame[None])), torch.from_numpy(proprio[None]))
+        return out[0].clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
+
+
+def train_policy(
+    views: np.ndarray,  # uint8 [V, N, H, W, 3]
+    proprio: np.ndarray,  # float32 [N, 10]
+    actions: np.ndarray,  # float32 [N, 3]
+    cfg: "BenchmarkConfig",
+    seed: int,
+    device: torch.device,
+) -> PixelPolicy:
+    """Behaviour cloning: ``epochs`` passes over the N steps (one random view per step per pass), MSE."""
+    ic = cfg.imitation
+    gen = torch.Generator().manual_seed(_seed_int(seed, 71))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_int(seed, 73))
+        policy = PixelPolicy(cfg.image_size, ic.width, proprio.mean(0), proprio.std(0)).to(device)
+    frames = torch.from_numpy(np.ascontiguousarray(views))
+    prop = torch.from_numpy(proprio)
+    targets = torch.from_numpy(actions)
+    v, n = frames.shape[:2]
+    total = ic.epochs * math.ceil(n / ic.batch_size)
+    opt = torch.optim.AdamW(policy.parameters(), lr=ic.lr, weight_decay=ic.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    policy.train()
+    for _ in range(ic.epochs):
+        order = torch.randperm(n, generator=gen)
+        pick = torch.randint(v, (n,), generator=gen)
+        for j in range(0, n, ic.batch_size):
+            idx = order[j : j + ic.batch_size]
+            loss = F.mse_loss(policy(frames[pick[idx], idx], prop[idx]), targets[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return policy.eval()
+
+
+def evaluate_policy(
+    policy: PixelPolicy, cfg: "BenchmarkConfig", env_id: str, domain: str, episodes: int
+) -> dict[str, float]:
+    """Closed-loop success rate and mean episode length in ``domain`` (``sim`` or a target preset).
+
+    Held-out reset seeds (the test range), the same for every condition and seed; target-lab
+    episodes take their looks from its test half.
+    """
+    if domain == "sim":
+        env = _make_env(cfg, env_id, "sim", None)
+    else:
+        env = _make_env(cfg, env_id, "target", split_preset(domain, "test"))
+    wins, steps = 0, 0
+    try:
+        for seed in state_seeds(cfg, "test", episodes):
+            obs, info = env.reset(seed=seed)
+            success, done = bool(info.get("is_success", False)), False
+            while not done:
+                action = policy.act(obs["pixels"], proprioception(obs["state"]))
+                obs, _, terminated, truncated, info = env.step(action)
+                success = success or bool(info.get("is_success", False))
+                done = terminated or truncated
+                steps += 1
+            wins += int(success)
+    finally:
+        env.close()
+    return {"success_rate": wins / episodes, "episode_steps": steps / episodes}
+
+
+def condition_views(
+    cfg: "BenchmarkConfig", cond: str, preset: str | None, demos: dict[str, np.ndarray], env_id: str,
+    bundle: Path | None, cache: Path, progress: bool,
+) -> np.ndarray:
+    """Training frames ``[V, N, H, W, 3]`` of ``cond`` (oracle: of ``preset``)."""
+    sim = demos["sim"]
+    if cond == "none":
+        return sim[None]
+    if cond == "classic":
+        return demos["randomized"][None]
+    if cond == "oracle":
+        return demos[f"target:{preset}"][None]
+    views = cfg.imitation.views
+    if cond == "augment":
+        return augment_views(cfg, sim, views, salt=DEMO_SALT)
+    if cond == "stylegan":
+        if bundle is None:
+            raise ValueError("condition 'stylegan' needs a bundle (config 'bundle:' or --bundle)")
+        split_key = {"demos": env_id, "n": int(sim.shape[0]), "episodes": cfg.imitation.demo_episodes,
+                     "noise": cfg.imitation.action_noise, "env_src": env_source_hash()}
+        return stylegan_views(cfg, sim, views, bundle, cache, _sha(split_key), progress, salt=DEMO_SALT)
+    raise ValueError(f"unknown condition {cond!r}")
+
+
+def imitation_bar(results: dict[str, dict[str, Any]], presets: list[str]) -> dict[str, Any]:
+    """Per target preset: stylegan success above none's and at least classic's (means over seeds)."""
+    out: dict[str, Any] = {}
+    for preset in presets:
+
+        def rate(cond: str) -> float | None:
+            row = results.get(cond, {}).get(preset)
+            return None if row is None else row["success_rate_mean"]
+
+        s, n, c = rate("stylegan"), rate("none"), rate("classic")
+        if s is None or n is None or c is None:
+            out[preset] = {"met": None, "why": "needs the stylegan, none and classic rows"}
+            continue
+        out[preset] = {"met": bool(s > n and s >= c), "stylegan": s, "none": n, "classic": c,
+                       "rule": "stylegan > none and stylegan >= classic"}
+    return out
+
+
+def run_imitation(
+    cfg: "BenchmarkConfig", env_id: str, cache: Path, bundle: Path | None, progress: bool = True, log: Log = print
+) -> dict[str, Any]:
+    """Task B by behaviour cloning on ``env_id`` for every condition and seed; a results section."""
+    ic = cfg.imitation
+    device = _device(cfg.device)
+    domains = ["sim", *cfg.target_presets]
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    demos = collect_demonstrations(cfg, env_id, cache, progress)
+    timings["demos_s"] = time.perf_counter() - t0
+    n_steps, n_eps = int(demos["actions"].shape[0]), int(demos["episode"].max()) + 1
+    log(f"imitation {env_id}: {n_eps} demonstration episodes, {n_steps} steps ({timings['demos_s']:.0f} s)")
+    seeds = [cfg.base_seed + s for s in range(cfg.seeds)]
+    jobs = [(c, s, p) for c in cfg.conditions for s in seeds for p in (cfg.target_presets if c == "oracle" else [None])]
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {c: {d: [] for d in domains} for c in cfg.conditions}
+    oracle_sim: dict[int, list[dict[str, float]]] = {}
+    view_cache: dict[tuple[str, str | None], np.ndarray] = {}
+    timings["train_s"] = timings["eval_s"] = 0.0
+    bar = _bar(len(jobs), f"BC {env_id.split('/')[-1]}", progress)
+    try:
+        for cond, seed, preset in jobs:
+            bar.set_postfix_str(f"{cond}{'/' + preset if preset else ''} seed {seed}")
+            if (cond, preset) not in view_cache:
+                view_cache[(cond, preset)] = condition_views(cfg, cond, preset, demos, env_id, bundle, cache, progress)
+            t = time.perf_counter()
+            policy = train_policy(view_cache[(cond, preset)], demos["proprio"], demos["actions"], cfg, seed, device)
+            timings["train_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            for d in (["sim", preset] if cond == "oracle" else domains):
+                res = {"seed": seed, **evaluate_policy(policy, cfg, env_id, d, ic.eval_episodes)}
+                if cond == "oracle" and d == "sim":
+                    oracle_sim.setdefault(seed, []).append(res)
+                else:
+                    rows[cond][d].append(res)
+            timings["eval_s"] += time.perf_counter() - t
+            bar.update(1)
+    finally:
+        bar.close()
+    for seed, res in oracle_sim.items():  # oracle in sim: the mean over the per-preset models
+        rows["oracle"]["sim"].append({"seed": seed, **{k: float(np.mean([r[k] for r in res])) for k in ("success_rate", "episode_steps")}})
+    keys = ("success_rate", "episode_steps")
+    results = {
+        c: {d: summarize(sorted(rows[c][d], key=lambda r: r["seed"]), keys) for d in domains if rows[c][d]}
+        for c in cfg.conditions
+    }
+    expert = evaluate_expert(cfg, env_id, ic.eval_episodes)
+    return {
+        "task": "imitation",
+        "env": env_id,
+        "metric": "success_rate",
+        "metric_label": f"success rate ({env_id.split('/')[-1]}, behaviour cloning)",
+        "lower_is_better": False,
+        "domains": domains,
+        "seeds": seeds,
+        "demonstrations": {"episodes": n_eps, "steps": n_steps, "action_noise": ic.action_noise},
+        "eval_episodes": ic.eval_episodes,
+        "results": results,
+        "baselines": {"expert": {"success_rate": expert}},
+        "bar": imitation_bar(results, list(cfg.target_presets)) if "stylegan" in cfg.conditions else {},
+        "timings_s": {k: round(v, 2) for k, v in {**timings, "total_s": time.perf_counter() - t0}.items()},
+    }
+
+
+def evaluate_expert(cfg: "BenchmarkConfig", env_id: str, episodes: int) -> float:
+    """The scripted expert's success rate on the evaluation episodes (the ceiling; it reads the
+    simulator state, so the visual domain does not matter)."""
+    from domrand.envs.experts import expert_action
+
+    env = _make_env(cfg, env_id, "sim", None)
+    wins = 0
+    try:
+        for seed in state_seeds(cfg, "test", episodes):
+            _, info = env.reset(seed=seed)
+            success, done = bool(info.get("is_success", False)), False
+            while not done:
+                _, _, terminated, truncated, info = env.step(expert_action(env.unwrapped))
+                success = success or bool(info.get("is_success", False))
+                done = terminated or truncated
+            wins += int(success)
+    finally:
+        env.close()
+    return wins / episodes
