@@ -96,7 +96,7 @@ def sim_reconstruction(b: Any, frames: np.ndarray, masks: np.ndarray | None, obj
 def train_probe(frames: np.ndarray, xy: np.ndarray, epochs: int, seed: int = 0):
     """The oracle probe: the transfer benchmark's localizer trained on target frames."""
     from domrand.transfer import BenchmarkConfig, LocalizationConfig
-    from domrand.transfer_tasks import train_localizer
+    from domrand.transfer.localization import train_localizer
 
     cfg = BenchmarkConfig(image_size=frames.shape[1], localization=LocalizationConfig(epochs=epochs))
     return train_localizer(frames[None], xy, cfg, seed, torch.device("cpu"))
@@ -120,7 +120,7 @@ def evaluate_bundle(
     from domrand.envs.look_spread import frame_mean_colour_spread
     from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
     from domrand.metrics import swd
-    from domrand.transfer_tasks import localization_errors, predict_xy
+    from domrand.transfer.localization import localization_errors, predict_xy
 
     path = str(getattr(bundle, "path", bundle))
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, device="cpu")

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("domrand.collect", "frames from any Gymnasium env (pixels or render()) to train a bundle for it"),
     "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),
     "bench": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer"),
-    "benchmark": ("domrand.transfer", "transfer benchmark: does StyleGAN randomization beat the baselines?"),
+    "benchmark": ("domrand.transfer.command", "transfer benchmark: does StyleGAN randomization beat the baselines?"),
 }
 
 

@@ -206,7 +206,7 @@ def test_bad_options_raise() -> None:
 def test_benchmark_augment_options_reach_the_augmenter() -> None:
     from domrand.config import ConfigError
     from domrand.transfer import load_benchmark_config
-    from domrand.transfer_tasks import augment_views
+    from domrand.transfer.frames import augment_views
 
     with pytest.raises(ConfigError, match="conv_prob"):
         load_benchmark_config("smoke", **{"augment.conv_prob": 1.5})
@@ -222,7 +222,7 @@ def test_benchmark_augment_options_reach_the_augmenter() -> None:
 
 def test_in_domain_augment_frames_use_unseen_parameters() -> None:
     from domrand.transfer import load_benchmark_config
-    from domrand.transfer_tasks import augment_views
+    from domrand.transfer.frames import augment_views
 
     cfg = load_benchmark_config("smoke")
     frames = np.random.default_rng(3).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)

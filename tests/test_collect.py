@@ -111,7 +111,7 @@ def test_the_randomizer_keeps_the_aspect_ratio_of_non_square_frames(tmp_path):
     import torch
 
     from domrand.randomizer import StyleRandomizer
-    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.transfer import make_untrained_bundle
 
     bundle = make_untrained_bundle(tmp_path / "b")
     frames = np.repeat(_smooth(30, 60), 2, axis=0)
@@ -131,7 +131,7 @@ def test_the_randomizer_keeps_the_aspect_ratio_of_non_square_frames(tmp_path):
 
 
 def test_vector_wrapper_randomizes_rendered_frames_of_a_classic_control_env(tmp_path):
-    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.transfer import make_untrained_bundle
     from domrand.wrappers import VectorStyleRandomization
 
     bundle = make_untrained_bundle(tmp_path / "b")
@@ -152,7 +152,7 @@ def test_vector_wrapper_randomizes_rendered_frames_of_a_classic_control_env(tmp_
 def test_render_randomized_lets_recorders_see_what_the_policy_sees(tmp_path):
     from gymnasium.wrappers import RenderCollection
 
-    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.transfer import make_untrained_bundle
     from domrand.wrappers import StyleRandomizationObservation
 
     bundle = make_untrained_bundle(tmp_path / "b")
@@ -173,7 +173,7 @@ def test_render_randomized_lets_recorders_see_what_the_policy_sees(tmp_path):
 
 
 def test_robosuite_named_controls(tmp_path):
-    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.transfer import make_untrained_bundle
     from domrand.wrappers import StyleRandomizationObservation
 
     bundle = make_untrained_bundle(tmp_path / "b")

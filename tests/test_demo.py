@@ -13,7 +13,7 @@ LABEL = 92
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.transfer import make_untrained_bundle
 
     return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "b")
 

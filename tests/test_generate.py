@@ -12,7 +12,7 @@ import torch
 
 from domrand.cli import main as cli_main
 from domrand.generate import load_generator, mixing_figure, parse_seeds, render, seed_ws
-from domrand.transfer_tasks import make_untrained_bundle
+from domrand.transfer import make_untrained_bundle
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from domrand import transfer_imitation
+from domrand.transfer import imitation as transfer_imitation
 from domrand.config import ConfigError
 from domrand.transfer import load_benchmark_config, run_benchmark
-from domrand.transfer_imitation import collect_demonstrations, proprioception, train_policy
-from domrand.transfer_report import format_table
-from domrand.transfer_tasks import make_untrained_bundle
+from domrand.transfer.imitation import collect_demonstrations, proprioception, train_policy
+from domrand.transfer.report import format_table
+from domrand.transfer import make_untrained_bundle
 
 torch.set_num_threads(1)
 

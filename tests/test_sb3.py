@@ -9,7 +9,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from domrand.transfer_tasks import make_untrained_bundle
+from domrand.transfer import make_untrained_bundle
 from domrand.wrappers.sb3 import VecStyleRandomization
 
 

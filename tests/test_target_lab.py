@@ -91,7 +91,8 @@ def test_train_and_test_looks_are_disjoint():
 
 def test_benchmark_renders_test_states_with_the_test_half(tmp_path):
     from domrand.transfer import load_benchmark_config
-    from domrand.transfer_tasks import render_frames, state_seeds
+    from domrand.transfer.common import state_seeds
+    from domrand.transfer.frames import render_frames
 
     cfg = load_benchmark_config("smoke", target_presets=("target-lab",), image_size=SIZE)
     got = render_frames(cfg, "test", 2, ["target:target-lab"], tmp_path)["target:target-lab"][0]

@@ -19,8 +19,8 @@ from domrand.transfer import (
     load_benchmark_config,
     run_benchmark,
 )
-from domrand.transfer_report import format_table
-from domrand.transfer_tasks import make_untrained_bundle
+from domrand.transfer.report import format_table
+from domrand.transfer import make_untrained_bundle
 
 torch.set_num_threads(1)
 
@@ -172,7 +172,7 @@ def test_bad_config_keys_error_clearly(tmp_path):
 def test_unknown_condition_names_the_valid_ones(capsys):
     with pytest.raises(ConfigError, match=r"'bogus'.*valid conditions: none, classic, augment, stylegan, oracle"):
         load_benchmark_config("smoke", conditions=("none", "bogus"))
-    with pytest.raises(ConfigError, match="valid tasks: localization, control"):
+    with pytest.raises(ConfigError, match="valid tasks: localization, imitation, control"):
         load_benchmark_config("smoke", tasks=("locate",))
     with pytest.raises(ConfigError, match="image_size >= 36"):
         load_benchmark_config("smoke", tasks=("control",), image_size=32)
@@ -196,7 +196,7 @@ def test_stylegan_without_bundle_is_a_clear_error(tmp_path):
 
 def test_bundled_keyword_resolves_to_the_packaged_model(tmp_path):
     from domrand.bundle import default_bundle_path
-    from domrand.transfer_tasks import resolve_bundle
+    from domrand.transfer.bundles import resolve_bundle
 
     cfg = load_benchmark_config("taskA")
     assert cfg.bundle == "bundled"
@@ -220,7 +220,8 @@ def test_presets_and_dry_run(capsys):
 
 
 def test_frame_sets_are_disjoint_and_labelled(cache):
-    from domrand.transfer_tasks import render_frames, state_seeds
+    from domrand.transfer.common import state_seeds
+    from domrand.transfer.frames import render_frames
 
     cfg = load_benchmark_config("smoke", conditions=("none",), cache_dir=cache, **TINY)
     assert not set(state_seeds(cfg, "train", 1000)) & set(state_seeds(cfg, "test", 1000))
@@ -236,7 +237,7 @@ def test_report_without_matplotlib_writes_everything_but_the_plot(tmp_path, monk
     """A plain install has no matplotlib: the benchmark must still finish and keep its results."""
     import sys
 
-    from domrand import transfer_report
+    from domrand.transfer import report as transfer_report
 
     results = {"name": "t", "sections": {}}
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
@@ -245,3 +246,61 @@ def test_report_without_matplotlib_writes_everything_but_the_plot(tmp_path, monk
     assert json.loads((tmp_path / "r" / "results.json").read_text())["name"] == "t"
     assert (tmp_path / "r" / "table.txt").is_file()
     assert "matplotlib is not installed" in capsys.readouterr().out
+
+
+def test_a_condition_is_one_registered_class(tmp_path, cache, monkeypatch):
+    """Adding a condition takes one class: the config accepts it, every task and the report use it."""
+    from domrand.transfer import conditions as registry
+    from domrand.transfer.conditions import Condition, register
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+
+    @register
+    class Grey(Condition):
+        name = "grey"
+        order = 5
+        role = "baseline"
+        color = "#000000"
+        about = "sim frames in grey"
+
+        def training_sets(self, ctx, sources, views, key, salt=0):
+            sim = sources["sim"]
+            return {"": np.repeat(sim.mean(-1, keepdims=True).astype(np.uint8), 3, axis=-1)}
+
+    assert registry.condition_names()[-1] == "grey" and "grey" in registry.with_role("baseline")
+    cfg = load_benchmark_config("smoke", conditions=("none", "grey"), target_presets=("target-a",), cache_dir=cache, **TINY)
+    results = run_benchmark(cfg, tmp_path, progress=False)
+    section = results["sections"]["localization"]
+    assert list(section["results"]) == ["none", "grey"] and "grey" not in section["in_domain"]
+    assert "grey" in (tmp_path / "table.txt").read_text()
+    with pytest.raises(ConfigError, match="unknown condition.*grey"):
+        monkeypatch.setattr(registry, "_REGISTRY", {k: v for k, v in registry._REGISTRY.items() if k != "grey"})
+        load_benchmark_config("smoke", conditions=("grey",))
+
+
+def test_the_transfer_package_has_no_import_circle():
+    """Each module of domrand.transfer imports only the layers below it (the order in its docstring)."""
+    import ast
+    from pathlib import Path
+
+    import domrand.transfer as pkg
+
+    order = ["common", "bundles", "frames", "conditions", "config", "localization", "imitation", "control",
+             "report", "run", "command"]  # fmt: skip
+    root = Path(pkg.__file__).parent
+    for path in [*root.glob("*.py"), *(root / "conditions").glob("*.py")]:
+        mod = "conditions" if path.parent.name == "conditions" else path.stem
+        if mod == "__init__":
+            continue
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(n) for block in ast.walk(tree)
+            if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+            for n in ast.walk(block)
+        }  # fmt: skip
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # annotations only: not a runtime import
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("domrand.transfer."):
+                used = node.module.split(".")[2]
+                assert order.index(used) <= order.index(mod), f"{path.name} imports {node.module}"

@@ -14,7 +14,7 @@ from domrand.wrappers.vector import VectorStyleRandomization
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    from domrand.transfer_tasks import make_untrained_bundle
+    from domrand.transfer import make_untrained_bundle
 
     return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "b")
 

@@ -22,36 +22,36 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domrand.transfer_tasks import (
+from domrand.transfer.common import (
     FRAMES_VERSION,
-    Localizer,
-    _bar,
-    _device,
-    _load_npz,
-    _save_npz,
-    _seed_int,
-    _sha,
-    _to_input,
-    augment_views,
+    Log,
+    content_hash,
+    derive_seed,
     env_source_hash,
+    load_npz,
+    mean_rows,
+    progress_bar,
+    save_npz,
     split_preset,
     state_seeds,
-    stylegan_views,
     summarize,
+    torch_device,
 )
+from domrand.transfer.conditions import FrameContext, get_condition, with_role
+from domrand.transfer.localization import Localizer, frames_to_input
 
-if TYPE_CHECKING:
-    from domrand.transfer import BenchmarkConfig
+if TYPE_CHECKING:  # pragma: no cover
+    from domrand.transfer.config import BenchmarkConfig
 
-Log = Callable[[str], None]
 PROPRIO_DIMS = 10  # Reach/Push state: tip xyz (3) + joint angles (7) come first
 DEMO_SALT = 2  # augment/stylegan parameter streams of the demonstrations (Task A uses 0 and 1)
+BAR_BASELINES = ("classic",)  # Task B's bar: the candidate's success at least these baselines
 
 
 def proprioception(state: np.ndarray) -> np.ndarray:
@@ -83,11 +83,11 @@ def collect_demonstrations(
     """
     ic = cfg.imitation
     sources = ["sim", "randomized", *(f"target:{p}" for p in cfg.target_presets)]
-    key = _sha({"v": FRAMES_VERSION, "env": env_id, "env_src": env_source_hash(), "size": cfg.image_size,
+    key = content_hash({"v": FRAMES_VERSION, "env": env_id, "env_src": env_source_hash(), "size": cfg.image_size,
                 "renderer": cfg.renderer, "data_seed": cfg.data_seed, "episodes": ic.demo_episodes,
                 "noise": ic.action_noise, "max_steps": ic.max_episode_steps, "sources": sources})
     path = cache / "demos" / f"{env_id.split('/')[-1]}-{ic.demo_episodes}-{key}.npz"
-    data = _load_npz(path)
+    data = load_npz(path)
     if data is not None:
         return data
     from domrand.envs.experts import expert_action
@@ -95,8 +95,8 @@ def collect_demonstrations(
     env = _make_env(cfg, env_id, "sim", None)
     base = env.unwrapped
     rows: dict[str, list[Any]] = {k: [] for k in ("actions", "proprio", "episode", *sources)}
-    rng = np.random.default_rng(_seed_int(cfg.data_seed, 61))
-    bar = _bar(ic.demo_episodes, f"demos {env_id.split('/')[-1]}", progress)
+    rng = np.random.default_rng(derive_seed(cfg.data_seed, 61))
+    bar = progress_bar(ic.demo_episodes, f"demos {env_id.split('/')[-1]}", progress)
     try:
         for ep, seed in enumerate(state_seeds(cfg, "train", ic.demo_episodes)):
             obs, _ = env.reset(seed=seed)
@@ -126,7 +126,7 @@ def collect_demonstrations(
         "episode": np.asarray(rows["episode"], np.int32),
         **{src: np.stack(rows[src]).astype(np.uint8) for src in sources},
     }
-    _save_npz(path, **data)
+    save_npz(path, **data)
     return data
 
 
@@ -145,7 +145,7 @@ class PixelPolicy(torch.nn.Module):
 
     def forward(self, frames: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """uint8 ``[N, H, W, 3]``, float ``[N, 10]`` -> raw action ``[N, 3]`` (clip to act)."""
-        x = _to_input(frames, self.mean.device)
+        x = frames_to_input(frames, self.mean.device)
         return self.net(x, (proprio.to(self.mean.device).float() - self.mean) / self.std)
 
     @torch.no_grad()
@@ -165,9 +165,9 @@ def train_policy(
 ) -> PixelPolicy:
     """Behaviour cloning: ``epochs`` passes over the N steps (one random view per step per pass), MSE."""
     ic = cfg.imitation
-    gen = torch.Generator().manual_seed(_seed_int(seed, 71))
+    gen = torch.Generator().manual_seed(derive_seed(seed, 71))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_int(seed, 73))
+        torch.manual_seed(derive_seed(seed, 73))
         policy = PixelPolicy(cfg.image_size, ic.width, proprio.mean(0), proprio.std(0)).to(device)
     frames = torch.from_numpy(np.ascontiguousarray(views))
     prop = torch.from_numpy(proprio)
@@ -219,94 +219,72 @@ def evaluate_policy(
     return {"success_rate": wins / episodes, "episode_steps": steps / episodes}
 
 
-def condition_views(
-    cfg: "BenchmarkConfig", cond: str, preset: str | None, demos: dict[str, np.ndarray], env_id: str,
-    bundle: Path | None, cache: Path, progress: bool,
-) -> np.ndarray:
-    """Training frames ``[V, N, H, W, 3]`` of ``cond`` (oracle: of ``preset``)."""
-    sim = demos["sim"]
-    if cond == "none":
-        return sim[None]
-    if cond == "classic":
-        return demos["randomized"][None]
-    if cond == "oracle":
-        return demos[f"target:{preset}"][None]
-    views = cfg.imitation.views
-    if cond == "augment":
-        return augment_views(cfg, sim, views, salt=DEMO_SALT)
-    if cond == "stylegan":
-        if bundle is None:
-            raise ValueError("condition 'stylegan' needs a bundle (config 'bundle:' or --bundle)")
-        split_key = {"demos": env_id, "n": int(sim.shape[0]), "episodes": cfg.imitation.demo_episodes,
-                     "noise": cfg.imitation.action_noise, "env_src": env_source_hash()}
-        return stylegan_views(cfg, sim, views, bundle, cache, _sha(split_key), progress, salt=DEMO_SALT)
-    raise ValueError(f"unknown condition {cond!r}")
+def demo_training_sets(ctx: FrameContext, cond: str, demos: dict[str, np.ndarray], env_id: str) -> dict[str, np.ndarray]:
+    """``{model key: [V, N, H, W, 3]}`` of condition ``cond`` made from the demonstration frames."""
+    ic = ctx.cfg.imitation
+    sources = {k: v[None] for k, v in demos.items() if k in ("sim", "randomized") or k.startswith("target:")}
+    key = content_hash({"demos": env_id, "n": int(demos["sim"].shape[0]), "episodes": ic.demo_episodes,
+                        "noise": ic.action_noise, "env_src": env_source_hash()})
+    return get_condition(cond).training_sets(ctx, sources, ic.views, key, salt=DEMO_SALT)
 
 
 def imitation_bar(results: dict[str, dict[str, Any]], presets: list[str]) -> dict[str, Any]:
-    """Per target preset: stylegan success above none's and at least classic's (means over seeds)."""
+    """Per target preset: the candidate's (stylegan) success above the reference's (none) and at
+    least each of ``BAR_BASELINES`` (means over seeds)."""
     out: dict[str, Any] = {}
-    for preset in presets:
-
-        def rate(cond: str) -> float | None:
-            row = results.get(cond, {}).get(preset)
-            return None if row is None else row["success_rate_mean"]
-
-        s, n, c = rate("stylegan"), rate("none"), rate("classic")
-        if s is None or n is None or c is None:
-            out[preset] = {"met": None, "why": "needs the stylegan, none and classic rows"}
+    for cand in with_role("candidate"):
+        if cand not in results:
             continue
-        out[preset] = {"met": bool(s > n and s >= c), "stylegan": s, "none": n, "classic": c,
-                       "rule": "stylegan > none and stylegan >= classic"}
+        for preset in presets:
+            rate = {c: results[c][preset]["success_rate_mean"] for c in results}
+            checks = {f"above_{c}": bool(rate[cand] > rate[c]) for c in with_role("reference") if c in rate}
+            checks.update({f"at_least_{c}": bool(rate[cand] >= rate[c]) for c in BAR_BASELINES if c in rate})
+            out[preset] = {"met": bool(checks) and all(checks.values()), **checks}
     return out
 
 
-def run_imitation(
-    cfg: "BenchmarkConfig", env_id: str, cache: Path, bundle: Path | None, progress: bool = True, log: Log = print
-) -> dict[str, Any]:
+def run_imitation(ctx: FrameContext, env_id: str, log: Log = print) -> dict[str, Any]:
     """Task B by behaviour cloning on ``env_id`` for every condition and seed; a results section."""
+    cfg = ctx.cfg
     ic = cfg.imitation
-    device = _device(cfg.device)
+    device = torch_device(cfg.device)
     domains = ["sim", *cfg.target_presets]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    demos = collect_demonstrations(cfg, env_id, cache, progress)
+    demos = collect_demonstrations(cfg, env_id, ctx.cache, ctx.progress)
     timings["demos_s"] = time.perf_counter() - t0
     n_steps, n_eps = int(demos["actions"].shape[0]), int(demos["episode"].max()) + 1
     log(f"imitation {env_id}: {n_eps} demonstration episodes, {n_steps} steps ({timings['demos_s']:.0f} s)")
     seeds = [cfg.base_seed + s for s in range(cfg.seeds)]
-    jobs = [(c, s, p) for c in cfg.conditions for s in seeds for p in (cfg.target_presets if c == "oracle" else [None])]
+    t = time.perf_counter()
+    sets = {cond: demo_training_sets(ctx, cond, demos, env_id) for cond in cfg.conditions}
+    timings["frames_s"] = time.perf_counter() - t
+    jobs = [(c, s, k) for c in cfg.conditions for s in seeds for k in sets[c]]
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {c: {d: [] for d in domains} for c in cfg.conditions}
-    oracle_sim: dict[int, list[dict[str, float]]] = {}
-    view_cache: dict[tuple[str, str | None], np.ndarray] = {}
+    preset_sim: dict[tuple[str, int], list[dict[str, float]]] = {}  # per-preset models (oracle) in sim
     timings["train_s"] = timings["eval_s"] = 0.0
-    bar = _bar(len(jobs), f"BC {env_id.split('/')[-1]}", progress)
+    bar = progress_bar(len(jobs), f"BC {env_id.split('/')[-1]}", ctx.progress)
     try:
-        for cond, seed, preset in jobs:
-            bar.set_postfix_str(f"{cond}{'/' + preset if preset else ''} seed {seed}")
-            if (cond, preset) not in view_cache:
-                view_cache[(cond, preset)] = condition_views(cfg, cond, preset, demos, env_id, bundle, cache, progress)
+        for cond, seed, key in jobs:
+            bar.set_postfix_str(f"{cond}{'/' + key if key else ''} seed {seed}")
             t = time.perf_counter()
-            policy = train_policy(view_cache[(cond, preset)], demos["proprio"], demos["actions"], cfg, seed, device)
+            policy = train_policy(sets[cond][key], demos["proprio"], demos["actions"], cfg, seed, device)
             timings["train_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            for d in (["sim", preset] if cond == "oracle" else domains):
+            for d in (["sim", key] if key else domains):
                 res = {"seed": seed, **evaluate_policy(policy, cfg, env_id, d, ic.eval_episodes)}
-                if cond == "oracle" and d == "sim":
-                    oracle_sim.setdefault(seed, []).append(res)
+                if key and d == "sim":
+                    preset_sim.setdefault((cond, seed), []).append(res)
                 else:
                     rows[cond][d].append(res)
             timings["eval_s"] += time.perf_counter() - t
             bar.update(1)
     finally:
         bar.close()
-    for seed, res in oracle_sim.items():  # oracle in sim: the mean over the per-preset models
-        rows["oracle"]["sim"].append({"seed": seed, **{k: float(np.mean([r[k] for r in res])) for k in ("success_rate", "episode_steps")}})
     keys = ("success_rate", "episode_steps")
-    results = {
-        c: {d: summarize(sorted(rows[c][d], key=lambda r: r["seed"]), keys) for d in domains if rows[c][d]}
-        for c in cfg.conditions
-    }
+    for (cond, seed), res in preset_sim.items():  # in sim: the mean over the per-preset models
+        rows[cond]["sim"].append(mean_rows(seed, res, keys))
+    results = {c: {d: summarize(sorted(rows[c][d], key=lambda r: r["seed"]), keys) for d in domains} for c in cfg.conditions}
     expert = evaluate_expert(cfg, env_id, ic.eval_episodes)
     return {
         "task": "imitation",
@@ -320,7 +298,7 @@ def run_imitation(
         "eval_episodes": ic.eval_episodes,
         "results": results,
         "baselines": {"expert": {"success_rate": expert}},
-        "bar": imitation_bar(results, list(cfg.target_presets)) if "stylegan" in cfg.conditions else {},
+        "bar": imitation_bar(results, list(cfg.target_presets)),
         "timings_s": {k: round(v, 2) for k, v in {**timings, "total_s": time.perf_counter() - t0}.items()},
     }
 

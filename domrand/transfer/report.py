@@ -15,15 +15,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from domrand.transfer.conditions import get_condition
 from domrand.utils import atomic_write_text
 
-CONDITION_COLORS = {
-    "none": "#7f7f7f",
-    "classic": "#1f77b4",
-    "augment": "#ff7f0e",
-    "stylegan": "#2ca02c",
-    "oracle": "#9467bd",
-}
+def _color(cond: str) -> str | None:
+    try:
+        return get_condition(cond).color
+    except KeyError:  # a results.json from a condition that is not registered any more
+        return None
 
 
 def _json_safe(value: Any) -> Any:
@@ -172,7 +171,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
             means = [math.nan if st is None else st[f"{key}_mean"] for st in cells]
             stds = [0.0 if st is None else st[f"{key}_std"] for st in cells]
             xs = [j + (i - (len(conds) - 1) / 2) * width for j in range(len(domains))]
-            ax.bar(xs, means, width, yerr=stds, capsize=3, label=cond, color=CONDITION_COLORS.get(cond))
+            ax.bar(xs, means, width, yerr=stds, capsize=3, label=cond, color=_color(cond))
         if key == "error_cm":
             ax.axhline(section["baselines"]["predict_mean"]["error_cm"], color="k", ls="--", lw=1, label="predict mean")
             ax.set_ylabel("mean error (cm), lower is better")

@@ -1,51 +1,17 @@
-"""``domrand benchmark``: does StyleGAN randomization transfer better than the baselines?
-
-One model, one budget and one set of seeds per *condition*; every trained model is tested in the
-target visual domain(s) (the envs' target presets stand in for real camera imagery):
-
-* ``none``: trained on plain sim frames;
-* ``classic``: trained on the envs' classic visual randomization (``visual_domain="randomized"``:
-  everything random but the task's cue, the cube stays red and nothing else is);
-* ``augment``: trained on sim frames through the augmentation baseline (colour jitter, a random
-  convolution blended with the frame on half of them; ``augment.kinds`` also takes random shift /
-  translate / crop, cutout and grayscale);
-* ``stylegan``: trained on sim frames through ``StyleRandomizer`` with a bundle trained on
-  target-domain imagery that is disjoint from the test frames (the bundle comes from outside);
-* ``oracle``: trained on target-domain frames directly (one model per target preset; the ceiling).
-
-Tasks (``domrand.transfer_tasks``): ``localization`` (Task A: a small CNN regresses the red cube's
-table position from a frame; error in cm and the share within 2 cm) and ``control`` (Task B: PPO
-from pixels, success rate in the target domain).
-
-Usage::
-
-    domrand benchmark --config smoke                    # bundled preset (configs/benchmark/smoke.yaml)
-    domrand benchmark --config configs/benchmark/taskA.yaml --bundle runs/bundle --seeds 3 --out runs/bench
-    domrand benchmark --config taskA --conditions none classic augment oracle
-
-Writes ``OUT/results.json``, ``OUT/results.png``, ``OUT/table.txt`` and ``OUT/config.yaml`` and
-prints the table. In Python: ``run_benchmark(config, out)``.
-"""
+"""The benchmark's configuration: dataclasses (YAML presets in ``configs/benchmark/``), validation, loading."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from domrand import cli_args
-from domrand.config import ConfigError, dump_yaml, from_dict, load_config, parse_overrides, to_dict
+from domrand.config import ConfigError, from_dict, load_config, to_dict
+from domrand.transfer.conditions import condition_names
 
-CONDITIONS = ("none", "classic", "augment", "stylegan", "oracle")
+CONDITIONS = condition_names()  # the registered conditions (domrand/transfer/conditions/), in table order
 TASKS = ("localization", "imitation", "control")
-UNTRAINED_BUNDLE = "untrained:tiny"  # pseudo bundle path: an untrained 16x16 bundle (machinery checks only)
 IMITATION_ENVS = ("domrand/Reach-v0", "domrand/Push-v0")  # envs with a scripted expert and proprioception
-BUNDLED = "bundled"  # pseudo bundle path: the model packaged with domrand (docs/model_card.md)
 
 
 @dataclass(frozen=True)
@@ -165,7 +131,7 @@ def check_names(kind: str, names: Sequence[str], valid: Sequence[str]) -> tuple[
 def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
     """Check a config's values (names, sizes, the stylegan bundle); returns it unchanged."""
     check_names("task", cfg.tasks, TASKS)
-    check_names("condition", cfg.conditions, CONDITIONS)
+    check_names("condition", cfg.conditions, condition_names())  # registered now (a plug-in may add one)
     if cfg.seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {cfg.seeds}")
     if not cfg.target_presets:
@@ -223,7 +189,7 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
     from domrand.wrappers.augment import KINDS
 
     check_names("augmentation kind", cfg.augment.kinds, KINDS)
-    from domrand.transfer_tasks import augment_options
+    from domrand.transfer.frames import augment_options
     from domrand.wrappers.augment import ImageAugmenter
 
     try:
@@ -266,128 +232,3 @@ def load_benchmark_config(path_or_name: str | Path, **overrides: Any) -> Benchma
 def config_from_dict(data: dict[str, Any]) -> BenchmarkConfig:
     """Build and validate a config from a plain mapping (unknown keys are errors)."""
     return validate(from_dict(BenchmarkConfig, data, "benchmark config"))
-
-
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import os
-
-    import torch
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        import stable_baselines3
-
-        info["stable_baselines3"] = stable_baselines3.__version__
-    except ImportError:
-        info["stable_baselines3"] = None
-    return info
-
-
-def run_benchmark(
-    cfg: BenchmarkConfig,
-    out: str | Path | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Run every task of ``cfg``; write the report into ``out`` (if given); return the results dict."""
-    import torch
-
-    from domrand import transfer_report, transfer_tasks
-
-    validate(cfg)
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    cache = transfer_tasks.cache_root(cfg)
-    bundle = transfer_tasks.resolve_bundle(cfg, cache) if "stylegan" in cfg.conditions else None
-    started = time.time()
-    results: dict[str, Any] = {
-        "name": cfg.name,
-        "config": to_dict(cfg),
-        "domains": ["sim", *cfg.target_presets],
-        "bundle": {
-            "path": None if bundle is None else str(bundle),
-            "configured": cfg.bundle,
-            "note": cfg.bundle_note
-            or {UNTRAINED_BUNDLE: "untrained tiny bundle: checks the machinery; stylegan numbers are meaningless",
-                BUNDLED: "the bundled default model (docs/model_card.md)"}.get(str(cfg.bundle), ""),
-        },
-        "machine": machine_info(),
-        "env_source_hash": transfer_tasks.env_source_hash(),  # frames depend on the env code version
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "sections": {},
-    }
-    if "localization" in cfg.tasks:
-        results["sections"]["localization"] = transfer_tasks.run_localization(cfg, cache, bundle, progress, log)
-    if "imitation" in cfg.tasks:
-        from domrand import transfer_imitation
-
-        for env_id in cfg.imitation.envs:
-            key = "imitation/" + env_id.split("/")[-1]
-            results["sections"][key] = transfer_imitation.run_imitation(cfg, env_id, cache, bundle, progress, log)
-    if "control" in cfg.tasks:
-        for env_id in cfg.control.envs:
-            key = "control/" + env_id.split("/")[-1]
-            results["sections"][key] = transfer_tasks.run_control(cfg, env_id, bundle, progress, log)
-    results["duration_s"] = round(time.time() - started, 2)
-    if out is not None:
-        results["files"] = {k: str(v) for k, v in transfer_report.write_report(results, out, cfg).items()}
-    return results
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="smoke", help="benchmark preset name or YAML path (configs/benchmark/<name>.yaml)")
-    parser.add_argument("--conditions", nargs="+", default=None, metavar="C", help=f"subset of: {' '.join(CONDITIONS)}")
-    parser.add_argument("--tasks", nargs="+", default=None, metavar="T", help=f"subset of: {' '.join(TASKS)}")
-    parser.add_argument("--seeds", type=cli_args.positive_int, default=None, metavar="N", help="number of seeds (overrides the config)")
-    parser.add_argument("--targets", nargs="+", default=None, metavar="P", help="target presets (target-a target-b ... or seed:N)")
-    parser.add_argument("--bundle", default=None, help=f"stylegan bundle path, {BUNDLED!r} (the packaged model) or {UNTRAINED_BUNDLE!r} (machinery check)")
-    parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<config name>)")
-    parser.add_argument("--cache", default=None, help="frame cache folder (default ~/.cache/domrand/transfer)")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--threads", type=cli_args.nonnegative_int, default=None, help="torch CPU threads (0 = default)")
-    parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override config values (dotted keys, YAML values), e.g. localization.epochs=5")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
-
-
-def main(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {
-        "conditions": None if args.conditions is None else tuple(args.conditions),
-        "tasks": None if args.tasks is None else tuple(args.tasks),
-        "seeds": args.seeds,
-        "target_presets": None if args.targets is None else tuple(args.targets),
-        "bundle": args.bundle,
-        "cache_dir": args.cache,
-        "device": args.device,
-        "threads": args.threads,
-    }
-    overrides.update(parse_overrides(args.set))
-    cfg = load_benchmark_config(args.config, **overrides)
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
-        return 0
-    out = Path(args.out) if args.out else Path("runs") / "benchmark" / cfg.name
-    results = run_benchmark(cfg, out, progress=not args.no_progress)
-    from domrand.transfer_report import format_table
-
-    print(format_table(results))
-    files = results.get("files", {})
-    print(f"wrote {', '.join(files.values())}" if files else "", flush=True)
-    return 0
-
-
-def dumps(results: dict[str, Any]) -> str:
-    """results -> JSON text (what results.json holds)."""
-    return json.dumps(results, indent=2, allow_nan=True) + "\n"
