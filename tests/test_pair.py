@@ -145,8 +145,12 @@ def test_cli_trains_bundles_and_eval_bundle_scores_through_the_randomizer(toy, t
     np.save(tmp_path / "target.npy", target)
     run = tmp_path / "run"
     code = cli_main(["train-pair", "--config", "tiny", "--out", str(run), "--sim-data", str(sim_dir / "frames"),
-                     "--sim-masks", "auto", "--target-data", str(tmp_path / "target.npy"), "--kimg", "0.05", "--no-progress"])  # fmt: skip
+                     "--sim-masks", "auto", "--target-data", str(tmp_path / "target.npy"), "--kimg", "0.05", "--no-progress",
+                     "--target-limit", "120"])  # fmt: skip
     assert code == 0
+    assert json.loads((run / "data.json").read_text())["target_limit"] == 120
+    assert cli_main(["train-pair", "--out", str(run), "--resume", "--target-limit", "100", "--kimg", "0.1"]) == 2
+    assert "--target-limit 100 differs from the run's 120" in capsys.readouterr().err
     assert (run / "G_ema.safetensors").is_file() and list(run.glob("samples_*.png"))
     assert cli_main(["bundle", "--generator", str(run), "--inverter", str(run), "--out", str(tmp_path / "b")]) == 0
     out = tmp_path / "eval.json"
@@ -160,6 +164,20 @@ def test_cli_trains_bundles_and_eval_bundle_scores_through_the_randomizer(toy, t
                   r["swd"]["randomized"], r["diversity"]["styles_spread"]):  # fmt: skip
         assert np.isfinite(value)
     assert r["diversity"]["styles_spread"] > 0  # two styles per frame differ
+
+
+def test_few_shot_subsets_are_seeded_and_nested():
+    from domrand.generator.pair_train import few_shot_subset
+
+    images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1).repeat(3, axis=3)
+    small, large = few_shot_subset(images, 10, seed=3), few_shot_subset(images, 30, seed=3)
+    ids_small, ids_large = set(small[:, 0, 0, 0]), set(large[:, 0, 0, 0])
+    assert len(ids_small) == 10 and ids_small < ids_large  # the 10 are among the 30
+    assert np.array_equal(small, few_shot_subset(images, 10, seed=3))  # reproducible
+    assert set(few_shot_subset(images, 10, seed=4)[:, 0, 0, 0]) != ids_small  # the seed picks the subset
+    assert list(small[:, 0, 0, 0]) == sorted(ids_small)  # file order kept
+    with pytest.raises(ValueError, match="between 1 and the 50 target photos"):
+        few_shot_subset(images, 51, seed=0)
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-data", default=None, help="target-domain photos: folder or .npy/.npz")
     parser.add_argument("--init", default=None, metavar="BUNDLE",
                         help="start G and E from this bundle (fine-tuning; D starts fresh); network shapes come from it")
+    parser.add_argument("--target-limit", type=cli_args.positive_int, default=None, metavar="N",
+                        help="train on N of the target photos only, a random subset drawn with --seed (few-shot)")
     parser.add_argument("--kimg", type=cli_args.positive_float, default=None, help="train until this many thousand sim frames (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue the newest intact checkpoint in --out exactly")
     parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="initialization and data RNG seed")
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     last = train_pair(config, args.out, sim_data=args.sim_data, target_data=args.target_data, sim_masks=args.sim_masks,
                       kimg=args.kimg, resume=args.resume, seed=args.seed, progress=not args.no_progress,
                       max_seconds=None if args.max_minutes is None else args.max_minutes * 60, command=command,
-                      init=args.init)  # fmt: skip
+                      init=args.init, target_limit=args.target_limit)  # fmt: skip
     if last:
         print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
     return 0

@@ -471,6 +471,16 @@ class PairTrainer:
         return last
 
 
+def few_shot_subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """``limit`` of the ``[N, H, W, 3]`` images, drawn at random with ``seed`` (kept in file order).
+
+    Subsets of one seed are nested: the 100 photos of a 100-photo run are among a 300-photo run's."""
+    if not 1 <= limit <= len(images):
+        raise ValueError(f"--target-limit must be between 1 and the {len(images)} target photos, got {limit}")
+    order = np.random.default_rng([int(seed), 0x5107]).permutation(len(images))
+    return images[np.sort(order[:limit])]
+
+
 def train_pair(
     config: PairConfig | None,
     out: str | os.PathLike,
@@ -485,8 +495,12 @@ def train_pair(
     max_seconds: float | None = None,
     command: str | None = None,
     init: str | os.PathLike | None = None,
+    target_limit: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a pair run in ``out``; returns the last metrics record.
+
+    ``target_limit``: train on this many of the target photos only (a random subset drawn with
+    ``seed``; few-shot runs). A resume keeps the run's subset.
 
     ``init``: a bundle (folder or file) whose generator and inverter the run starts from (the
     discriminator starts fresh); the config's network and inverter sections are taken from it.
@@ -512,7 +526,10 @@ def train_pair(
         for key, value in given.items():
             if value is not None and str(Path(value).resolve()) != data.get(key) and not (key == "sim_masks" and value == "auto"):
                 raise ValueError(f"--resume: --{key.replace('_', '-')} {value} differs from the run's {data.get(key)}")
+        if target_limit is not None and target_limit != data.get("target_limit"):
+            raise ValueError(f"--resume: --target-limit {target_limit} differs from the run's {data.get('target_limit')}")
         sim_data, target_data, sim_masks = data["sim"], data["target"], data.get("sim_masks")
+        target_limit, seed = data.get("target_limit"), data.get("seed", seed)
     else:
         if config is None:
             raise ValueError("--config is required for a new run")
@@ -534,6 +551,8 @@ def train_pair(
     tc = config.training
     sim = load_images(sim_data, R, min_images=tc.min_images, progress=progress)
     target = load_images(target_data, R, min_images=tc.min_images, progress=progress)
+    if target_limit is not None:
+        target = few_shot_subset(target, target_limit, seed)
     masks = class_ids = None
     if sim_masks is not None:
         masks = load_masks(sim_masks, sim_data, R, n_frames=len(sim), progress=progress)
@@ -554,7 +573,8 @@ def train_pair(
         setup = {"sim": str(Path(sim_data).resolve()), "target": str(Path(target_data).resolve()),
                  "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()),
                  "init": None if init is None else str(Path(init).resolve()),
-                 "init_hash": None if start is None else checkpoint.weights_hash(start[0])}  # fmt: skip
+                 "init_hash": None if start is None else checkpoint.weights_hash(start[0]),
+                 "target_limit": target_limit, "seed": seed}  # fmt: skip
         atomic_write_text(setup_file, json.dumps(setup, indent=1))
     with open(out / COMMAND, "a") as f:
         f.write((command or " ".join(sys.argv)) + "\n")
