@@ -40,6 +40,8 @@ import torch
 
 from domrand import checkpoint, cli_args
 from domrand.checkpoint import CheckpointError, load_network, weights_hash
+from domrand.generator import inverter as _inverter, networks as _networks  # noqa: F401  (register both with checkpoint)
+from domrand.randomizer_options import NOISE_OPTIONS
 from domrand.utils import atomic_write_text, resolve_device
 
 BUNDLE_FORMAT = 1
@@ -102,8 +104,6 @@ def _is_num(v: Any) -> bool:
 
 def _option_forms() -> dict[str, tuple[Any, str]]:
     """Randomizer option -> (test, accepted form in words)."""
-    from domrand.randomizer import NOISE_OPTIONS
-
     return {
         "keep_resolution": (lambda v: _is_int(v) and 4 <= v <= 1024 and not v & (v - 1), "a power of two in [4, 1024]"),
         "psi": (lambda v: _is_num(v) and -10 <= v <= 10, "a finite number in [-10, 10]"),

@@ -58,19 +58,6 @@ def register_network(cls: type) -> type:
     return cls
 
 
-def _register_builtin() -> None:
-    if "Generator" in _NETWORKS:
-        return
-    from domrand.generator.networks import Discriminator, Generator
-
-    register_network(Generator)
-    register_network(Discriminator)
-    try:  # the inverter registers itself when its module exists
-        import domrand.generator.inverter  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-
-
 def _state_for_saving(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # clone: safetensors refuses tensors that share storage (expanded buffers, tied weights)
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
@@ -277,10 +264,12 @@ def build_network(
 ) -> torch.nn.Module:
     """Rebuild registered network ``cls_name`` from its exported ``config`` and load ``tensors``
     with strict key and shape checks. ``where`` names the source in error messages."""
-    _register_builtin()
     if not isinstance(cls_name, str) or cls_name not in _NETWORKS:
         shown = repr(cls_name)[:60]
-        raise CheckpointError(f"{where}: unknown network class {shown}; accepted: {', '.join(sorted(_NETWORKS))}")
+        raise CheckpointError(
+            f"{where}: unknown network class {shown}; accepted: {', '.join(sorted(_NETWORKS))} "
+            "(networks register themselves when their module is imported; domrand.generator imports the built-in ones)"
+        )
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: the stored {cls_name} config is a JSON {type(config).__name__}; accepted: a JSON object")
     _check_bounds(cls_name, config, tensors, where)

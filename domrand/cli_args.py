@@ -177,7 +177,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def dtype_name(text: str) -> str:
     """A compute dtype name, returned canonical: float32, bfloat16 or float16 (fp32, fp16, half, bf16 too)."""
-    from domrand.randomizer import parse_dtype
+    from domrand.utils import parse_dtype
 
     try:
         dtype = parse_dtype(text.strip())

@@ -33,24 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-NOISE_OPTIONS = ("random", "step", "const", "none")
-"""How fine (above ``keep_resolution``) noise is drawn: ``random`` = per-environment maps drawn at
-``resample`` and held; ``step`` = fresh maps on every ``randomize`` call; ``const`` = G's constant
-maps; ``none`` = no noise. Coarse noise is always G's constant maps."""
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-# Keyword options a bundle may store as randomizer defaults (and ``from_bundle`` accepts).
-OPTION_NAMES = ("keep_resolution", "psi", "mix", "noise", "refine_steps", "seed", "max_batch", "dtype", "drift_steps", "fit")
+from domrand.bundle import Bundle, load_bundle
+from domrand.randomizer_options import NOISE_OPTIONS, OPTION_NAMES
+from domrand.utils import parse_dtype
 
 
 def _seed_int(*entropy: int) -> int:
@@ -82,18 +67,6 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cpu" and cpu_has_fast_bfloat16():
         return torch.bfloat16
     return torch.float32
-
-
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32" | "float16" | "bfloat16"`` (or a ``torch.dtype``) -> ``torch.dtype``."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
-        return dtype
-    key = str(dtype).lower().replace("torch.", "")
-    if key not in _DTYPES:
-        raise ValueError(f"dtype must be one of float32, float16, bfloat16, got {dtype!r}")
-    return _DTYPES[key]
 
 
 FRAME_FORMS = "uint8 [N, H, W, 3] or [H, W, 3] (or channel-first [N, 3, H, W] / [3, H, W]) with N, H, W >= 1"
@@ -248,8 +221,6 @@ class StyleRandomizer:
 
         ``options`` override the bundle's stored randomizer defaults (see ``OPTION_NAMES``).
         """
-        from domrand.bundle import Bundle, load_bundle
-
         bundle = path if isinstance(path, Bundle) else load_bundle(path, device=device)
         unknown = sorted(set(options) - set(OPTION_NAMES) - {"check_pairing", "ood_reference", "ood_margin_db"})
         if unknown:

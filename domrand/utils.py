@@ -78,3 +78,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(text)
     except RuntimeError as exc:
         raise ValueError(f"unknown device {device!r}; accepted: auto, cpu, cuda, cuda:N") from exc
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32" | "float16" | "bfloat16"`` (or a ``torch.dtype``) -> ``torch.dtype``."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        return dtype
+    key = str(dtype).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be one of float32, float16, bfloat16, got {dtype!r}")
+    return _DTYPES[key]

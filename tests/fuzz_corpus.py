@@ -356,7 +356,8 @@ def run_variant(originals: Path, work: Path, variant: Variant) -> Outcome:
     path = work / variant.target
     variant.mutate(path)
     built: list[str] = []
-    checkpoint._register_builtin()
+    import domrand.generator  # noqa: F401  (the built-in networks register on import)
+
     factories = dict(checkpoint._NETWORKS)
     bounded = dict(checkpoint._BOUNDED)
 

@@ -164,7 +164,7 @@ def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, de
 def main(args: argparse.Namespace) -> int:
     from domrand.checkpoint import load_network
     from domrand.config import GeneratorConfig, load_config
-    from domrand.generator import runs
+    from domrand.generator import networks, runs  # noqa: F401  (networks: Generator registers with checkpoint)
     from domrand.generator.dataset import load_images
     from domrand.generator.visualize import to_uint8
     from domrand.metrics import swd

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from domrand import checkpoint
 from domrand.config import NetworkConfig, from_dict, to_dict
 from domrand.generator import ops
 from domrand.generator.layers import (
@@ -413,6 +414,7 @@ class SynthesisNetwork(nn.Module):
 # Generator
 
 
+@checkpoint.register_network
 class Generator(nn.Module):
     """Mapping + synthesis. ``G(z)`` -> images ``[N, 3, R, R]``; both parts callable on their own."""
 
@@ -520,6 +522,7 @@ class DiscriminatorBlock(nn.Module):
         return y + x
 
 
+@checkpoint.register_network
 class Discriminator(nn.Module):
     """Residual discriminator: images ``[N, 3, R, R]`` -> logits ``[N, 1]``.
 
