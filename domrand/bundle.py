@@ -40,14 +40,16 @@ import torch
 
 from domrand import checkpoint, cli_args
 from domrand.checkpoint import CheckpointError, load_network, weights_hash
-from domrand.generator import inverter as _inverter, networks as _networks  # noqa: F401  (register both with checkpoint)
-from domrand.randomizer_options import NOISE_OPTIONS
+from domrand.generator import inverter as _inverter, networks as _networks, student as _student  # noqa: F401  (register with checkpoint)
+from domrand.randomizer_options import MODELS, NOISE_OPTIONS
 from domrand.utils import atomic_write_text, resolve_device
 
 BUNDLE_FORMAT = 1
 GENERATOR_FILE = "generator.safetensors"
 INVERTER_FILE = "inverter.safetensors"
 INFO_FILE = "bundle.json"
+STUDENT_FILE = "student.safetensors"  # optional: the distilled student (``domrand distill``)
+STUDENT_CLASS = "StudentNet"
 INVERTER_CLASS = "Inverter"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "bundle"
 # file names written by the training code in a run directory
@@ -65,6 +67,7 @@ class Bundle:
     info: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    student: torch.nn.Module | None = None  # the distilled student, when the bundle carries one
 
 
 def default_bundle_path() -> Path:
@@ -116,6 +119,7 @@ def _option_forms() -> dict[str, tuple[Any, str]]:
                   "one of auto, float32, float16, bfloat16"),
         "drift_steps": (lambda v: _is_int(v) and 0 <= v <= 1_000_000, "an integer in [0, 1000000]"),
         "fit": (lambda v: isinstance(v, str) and v in ("pad", "crop", "stretch"), "one of pad, crop, stretch"),
+        "model": (lambda v: isinstance(v, str) and v in MODELS, f"one of {', '.join(MODELS)}"),
     }
 
 
@@ -199,12 +203,16 @@ def save_bundle(
     options: dict[str, Any] | None = None,
     single_file: bool | None = None,
     about: dict[str, Any] | None = None,
+    student: torch.nn.Module | None = None,
+    student_about: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle to ``out`` (a folder, or one file when ``out`` ends in ``.safetensors``).
 
     options: randomizer defaults stored with the bundle (keys of ``randomizer.OPTION_NAMES``).
     about: free-form provenance stored as ``info["about"]`` (how it was trained, its measured scores,
     e.g. ``{"evaluation": <eval-inverter JSON>, "note": "..."}``).
+    student: a ``StudentNet`` distilled from this G and E (folder bundles only), stored as
+    ``student.safetensors`` with ``student_about`` (its training and scores) in ``info["student"]``.
     Refuses a pair whose hashes do not match.
     """
     out = Path(out)
@@ -222,6 +230,8 @@ def save_bundle(
     }
     if about:
         info["about"] = _json_safe(about)
+    if student is not None and single_file:
+        raise ValueError(f"{out}: a student is stored in folder bundles only; pass a folder as the bundle's --out")
     if single_file:
         tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
         tensors.update({f"E.{k}": v for k, v in E.state_dict().items()})
@@ -236,6 +246,13 @@ def save_bundle(
     checkpoint.save_network(out / INVERTER_FILE, E, extra=e_extra)
     info["generator"]["checksum"] = checkpoint.file_checksum(out / GENERATOR_FILE)
     info["inverter"]["checksum"] = checkpoint.file_checksum(out / INVERTER_FILE)
+    if student is not None:
+        checkpoint.save_network(out / STUDENT_FILE, student, extra={"generator_hash": ghash})
+        info["student"] = {"class": type(student).__name__, "config": student.export_config(),
+                           "checksum": checkpoint.file_checksum(out / STUDENT_FILE), "generator_hash": ghash,
+                           "about": _json_safe(student_about or {})}  # fmt: skip
+    elif (out / STUDENT_FILE).exists():  # a student of an older teacher must not stay beside a new one
+        (out / STUDENT_FILE).unlink()
     info["checksum"] = info_checksum(info)
     atomic_write_text(out / INFO_FILE, json.dumps(info, indent=2, allow_nan=False) + "\n")
     return out
@@ -253,7 +270,24 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "auto") ->
         raise CheckpointError(f"{path}: bundle not found (expected a folder or a .safetensors file)")
     _verify_inverter_hash(E, info, where)
     _check_pair(G, E, where, stored=info["generator_hash"])
-    return Bundle(G=G.to(dev).eval(), E=E.to(dev).eval(), info=info, options=dict(info.get("randomizer") or {}), path=path)
+    student = _load_student(path, info, where) if path.is_dir() and "student" in info else None
+    return Bundle(G=G.to(dev).eval(), E=E.to(dev).eval(), info=info, options=dict(info.get("randomizer") or {}), path=path,
+                  student=None if student is None else student.to(dev).eval())  # fmt: skip
+
+
+def _load_student(path: Path, info: dict[str, Any], where: str) -> torch.nn.Module:
+    """The bundle's distilled student, verified: its file's checksum and the teacher it was distilled from."""
+    part = info["student"]
+    if not isinstance(part, dict):
+        raise CheckpointError(f"{where}: key 'student' holds a {type(part).__name__}; accepted: a JSON object")
+    S = load_network(path / STUDENT_FILE, expected_class=STUDENT_CLASS)
+    if part.get("checksum") != checkpoint.file_checksum(path / STUDENT_FILE):
+        raise CheckpointError(f"{path / STUDENT_FILE}: its checksum differs from {INFO_FILE} key 'student.checksum'; "
+                              "the file was replaced after packaging (re-run 'domrand distill --bundle-out')")  # fmt: skip
+    if part.get("generator_hash") != info["generator_hash"]:
+        raise CheckpointError(f"{where}: the student was distilled from generator {part.get('generator_hash')!r}, "
+                              f"not this bundle's {info['generator_hash']}")  # fmt: skip
+    return S
 
 
 def _read_info_file(info_path: Path) -> Any:

@@ -214,7 +214,27 @@ def check_inverter(config: Any) -> int:
     return total + heads + kc * keep * keep + (9 * hc * (fc + kc) if spatial else 0)
 
 
+def check_student(config: Any) -> int:
+    """Validate a StudentNet's exported config; returns a lower bound of its parameter count."""
+    config = _mapping(config, "config")
+    _known(config, {"student"}, "")
+    net = _mapping(config.get("student"), "student")
+    p = "student."
+    _known(net, {"resolution", "w_dim", "channels", "res_blocks"}, p)
+    _pow2(net, "resolution", RES_MIN, RES_MAX, p, 64)
+    w = _int(net, "w_dim", 1, MAX_DIM, p, 256)
+    blocks = _int(net, "res_blocks", 0, 64, p, 2)
+    ch = net.get("channels", [16, 32, 64])
+    form = "a list of 2 to 6 integers in [1, 1024]"
+    if not isinstance(ch, list) or not 2 <= len(ch) <= 6 or not all(type(c) is int and 1 <= c <= 1024 for c in ch):
+        raise ConfigBoundsError(p + "channels", ch, form)
+    convs = sum(9 * a * b for a, b in zip([3, *ch[:-1]], ch)) + 2 * blocks * 9 * ch[-1] ** 2
+    decoder = sum(9 * (ch[i + 1] + ch[i]) * ch[i] + 2 * w * ch[i] for i in range(len(ch) - 1))
+    return convs + decoder
+
+
 CHECKS: dict[str, Callable[[Any], int]] = {
+    "StudentNet": check_student,
     "Generator": check_generator,
     "Discriminator": check_discriminator,
     "Inverter": check_inverter,

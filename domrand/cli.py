@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-generator": ("domrand.generator.eval_cli", "compute SWD (and FID with a local Inception file) for a run"),
     "train-inverter": ("domrand.generator.inverter_cli", "train the encoder that inverts frames into W+"),
     "train-pair": ("domrand.generator.pair_cli", "train a sim/target-aligned generator + inverter pair (layout from the sim frame)"),
+    "distill": ("domrand.generator.distill_cli", "train a small student network to stand in for a bundle's randomizer (fast)"),
     "eval-inverter": ("domrand.generator.inverter_eval", "reconstruction PSNR/SSIM, geometry score, latency"),
     "eval-bundle": ("domrand.bundle_eval", "a bundle's geometry, oracle probe, SWD, diversity and sim reconstruction via StyleRandomizer"),
     "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),

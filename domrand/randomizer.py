@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from domrand.bundle import Bundle, load_bundle
-from domrand.randomizer_options import NOISE_OPTIONS, OPTION_NAMES
+from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES
 from domrand.utils import parse_dtype
 
 
@@ -142,6 +142,8 @@ class StyleRandomizer:
         fit: str = "pad",  # non-square frames: pad (keep the aspect ratio) | crop (centre) | stretch; see domrand.frames
         ood_reference: float | None = None,  # PSNR (dB) of G(E(x)) on the frames the pair was made for; None = no check
         ood_margin_db: float = 6.0,  # warn once when the first frames reconstruct this much worse than ood_reference
+        model: str = "teacher",  # teacher (E + G) | student (a distilled StudentNet: fast; renders noise const, mix 1)
+        student: torch.nn.Module | None = None,  # the StudentNet distilled from this G and E (Bundle.student)
     ):
         self.G = G.eval()
         self.E = E.eval()
@@ -194,6 +196,13 @@ class StyleRandomizer:
         self.ood_reference = None if ood_reference is None else float(ood_reference)
         self.ood_margin_db = float(ood_margin_db)
         self.ood_psnr: float | None = None  # measured on the first frames seen (when ood_reference is set)
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        if model == "student" and student is None:
+            raise ValueError("model='student' needs a distilled student: this bundle carries none (make one with "
+                             "'domrand distill --bundle B --sim-data DIR --out RUN --bundle-out B_STUDENT')")  # fmt: skip
+        self.model = model
+        self.student = None if student is None else student.eval().requires_grad_(False)
         self.drift_steps = int(drift_steps)
         if self.drift_steps < 0:
             raise ValueError(f"drift_steps must be >= 0, got {drift_steps}")
@@ -228,7 +237,7 @@ class StyleRandomizer:
         merged = {k: v for k, v in bundle.options.items() if k in OPTION_NAMES}
         merged.update(options)
         merged.setdefault("ood_reference", bundle_reference_psnr(bundle.info))
-        return cls(bundle.G, bundle.E, **merged)
+        return cls(bundle.G, bundle.E, student=bundle.student, **merged)
 
     def _check_pairing(self) -> None:
         from domrand.checkpoint import weights_hash
@@ -553,6 +562,17 @@ class StyleRandomizer:
             img = self.G.synthesis(ws, noise_mode="const", noise=noise, features=feats)
         return img.float()
 
+    def _forward_student(self, x: torch.Tensor, ids: list[int]) -> torch.Tensor:
+        """The student's frame: the sim frame and the env's style code (its fine ws, truncated, averaged)."""
+        if self.ood_reference is not None and self.ood_psnr is None:
+            self._check_distribution(x, *self._encode(x))
+        w, _ = self._effective(ids)
+        style = self.G.mapping.w_avg.to(w.dtype).lerp(w, self.psi).mean(1)
+        use_amp = self.dtype != torch.float32
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=use_amp):
+            img = self.student(x, style)
+        return img.float()
+
     def _prepare(
         self, frames: np.ndarray | torch.Tensor, env_ids: Iterable[int] | None, channels_first: bool | None
     ) -> tuple[np.ndarray | torch.Tensor, bool, bool, list[int]]:
@@ -589,7 +609,8 @@ class StyleRandomizer:
         outs = []
         for s in range(0, frames.shape[0], self.max_batch):
             x = self._to_model(frames[s : s + self.max_batch], cf)
-            y = self._forward(x, ids[s : s + self.max_batch])
+            forward = self._forward_student if self.model == "student" else self._forward
+            y = forward(x, ids[s : s + self.max_batch])
             outs.append(self._from_model(y, frames[s : s + self.max_batch], size, cf))
         out = torch.cat(outs) if isinstance(frames, torch.Tensor) else np.concatenate(outs)
         if self.drift_steps > 0:
@@ -617,5 +638,5 @@ class StyleRandomizer:
             f"StyleRandomizer(resolution={self.resolution}, keep_resolution={self.keep_resolution}, "
             f"coarse_ws={self.num_coarse}, fine_ws={self.num_fine}, psi={self.psi}, mix={self.mix}, "
             f"noise={self.noise!r}, refine_steps={self.refine_steps}, drift_steps={self.drift_steps}, "
-            f"envs={self._cap}, device={self.device}, dtype={self.dtype})"
+            f"envs={self._cap}, device={self.device}, dtype={self.dtype}, model={self.model!r})"
         )

@@ -8,4 +8,8 @@ maps; ``none`` = no noise. Coarse noise is always G's constant maps."""
 
 
 # Keyword options a bundle may store as randomizer defaults (and ``from_bundle`` accepts).
-OPTION_NAMES = ("keep_resolution", "psi", "mix", "noise", "refine_steps", "seed", "max_batch", "dtype", "drift_steps", "fit")
+OPTION_NAMES = ("keep_resolution", "psi", "mix", "noise", "refine_steps", "seed", "max_batch", "dtype", "drift_steps", "fit", "model")
+
+MODELS = ("teacher", "student")
+"""What renders the frames: ``teacher`` = the inverter and generator; ``student`` = the bundle's
+distilled ``StudentNet`` (one fast pass; it renders the teacher with constant fine noise and mix 1)."""

@@ -1,0 +1,421 @@
+"""``domrand distill``: train a small student (``StudentNet``) to stand in for a bundle's randomizer.
+
+The teacher is the bundle's ``StyleRandomizer`` with constant fine noise and ``mix = 1``: a sim
+frame and an environment style in, a randomized frame out. Teacher pairs (sim frame, style code,
+teacher frame) are made once per run and cached in the run folder (``teacher_pairs.npz``, written
+atomically, keyed by the bundle, the data and the pair settings); the student is fitted to them
+with a composite loss:
+
+* pixel: L1 between student and teacher frames;
+* structure: L1 between their Sobel gradients (edges);
+* texture: L1 between the log magnitudes of their 2-D Fourier transforms (high frequencies);
+* small objects: with masks, an extra L1 on the pixels of the ``object`` class (the cube).
+
+Held-out sim frames (the last ``holdout_frames``) with their own styles give the PSNR to the
+teacher, measured on uint8 frames exactly as the randomizer returns them. Runs resume exactly
+(student, Adam state, batch RNG, step) from the newest intact checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from domrand import checkpoint
+from domrand.config import dump_yaml, from_dict
+from domrand.generator import runs
+from domrand.generator.student import StudentConfig, StudentNet
+from domrand.utils import atomic_path, atomic_write_text
+
+CHECKPOINT_FILES = ("student.safetensors", "train_state.safetensors")
+PAIRS_FILE = "teacher_pairs.npz"
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    channels: tuple[int, ...] = (16, 32, 64)  # features per level: R, R/2, R/4
+    res_blocks: int = 2  # residual blocks at the coarsest level
+
+
+@dataclass(frozen=True)
+class DistillTraining:
+    batch: int = 32  # teacher pairs per step
+    lr: float = 0.002  # Adam learning rate
+    kimg: float = 120.0  # thousand teacher pairs shown to the student
+    styles_per_frame: int = 2  # teacher pairs made per training sim frame (each with its own style)
+    max_pairs: int = 8192  # cap on the teacher pairs made (frames x styles)
+    holdout_frames: int = 64  # last sim frames held out for the metrics (2 styles each)
+    pixel_weight: float = 1.0  # L1
+    edge_weight: float = 1.0  # L1 of Sobel gradients
+    fft_weight: float = 0.2  # L1 of log Fourier magnitudes
+    object_weight: float = 10.0  # extra L1 on object-class pixels (needs masks)
+    log_steps: int = 50
+    metrics_kimg: float = 4.0
+    snapshot_kimg: float = 8.0
+    keep_snapshots: int = 2
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    name: str = "custom"
+    student: StudentShape = field(default_factory=StudentShape)
+    training: DistillTraining = field(default_factory=DistillTraining)
+
+
+# ---- losses -------------------------------------------------------------------------------------
+_SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4.0
+
+
+def sobel(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel horizontal and vertical Sobel gradients: ``[N, C, H, W]`` -> ``[N, 2C, H, W]``."""
+    c = x.shape[1]
+    k = torch.stack([_SOBEL, _SOBEL.t()]).unsqueeze(1).repeat(c, 1, 1, 1).to(x)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=c)
+
+
+def log_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + |FFT2|) per channel, ``[N, C, H, W // 2 + 1]`` (orthonormal scaling)."""
+    return torch.log1p(torch.fft.rfft2(x.float(), norm="ortho").abs())
+
+
+def distill_losses(pred: torch.Tensor, target: torch.Tensor, obj: torch.Tensor | None, tc: DistillTraining) -> dict[str, torch.Tensor]:
+    """The composite loss of ``pred`` vs ``target`` (``[N, 3, R, R]`` in [-1, 1]); ``obj``: ``[N, 1, R, R]`` object mask or None."""
+    out = {
+        "pixel": (pred - target).abs().mean(),
+        "edge": (sobel(pred) - sobel(target)).abs().mean(),
+        "fft": (log_spectrum(pred) - log_spectrum(target)).abs().mean(),
+    }
+    total = tc.pixel_weight * out["pixel"] + tc.edge_weight * out["edge"] + tc.fft_weight * out["fft"]
+    if obj is not None and tc.object_weight > 0:
+        out["object"] = ((pred - target).abs() * obj).sum() / (3 * obj.sum()).clamp_min(1.0)
+        total = total + tc.object_weight * out["object"]
+    out["total"] = total
+    return out
+
+
+# ---- teacher pairs ------------------------------------------------------------------------------
+def make_teacher_pairs(
+    randomizer: Any, frames: np.ndarray, styles_per_frame: int, seed: int, max_pairs: int | None = None, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Teacher frames for (frame, style) pairs: ``frame`` int64 ``[P]`` (index into ``frames``),
+    ``style`` float32 ``[P, w_dim]`` (the code the student gets), ``target`` uint8 ``[P, R, R, 3]``.
+
+    Pair ``k`` uses frame ``k % N`` and the style seeded by ``(seed, k)``."""
+    from tqdm import tqdm
+
+    n = len(frames)
+    total = n * styles_per_frame if max_pairs is None else min(n * styles_per_frame, max_pairs)
+    idx = np.arange(total) % n
+    styles, targets = [], []
+    chunk = 64
+    for s in tqdm(range(0, total, chunk), disable=not progress, desc="teacher pairs", unit_scale=chunk):
+        ks = list(range(s, min(s + chunk, total)))
+        ids = list(range(len(ks)))
+        randomizer.resample(ids, seed=[int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in ks], immediate=True)
+        targets.append(randomizer.randomize(frames[idx[ks]], env_ids=ids))
+        styles.append(student_styles(randomizer, ids).cpu().numpy())
+    return {"frame": idx.astype(np.int64), "style": np.concatenate(styles).astype(np.float32), "target": np.concatenate(targets)}
+
+
+def student_styles(randomizer: Any, ids: list[int]) -> torch.Tensor:
+    """The student's style code of each env: its fine ws (truncated by psi) averaged, ``[n, w_dim]``."""
+    return randomizer.styles(ids).mean(1).float()
+
+
+def teacher(bundle: Any, device: torch.device):
+    """The bundle's randomizer as the teacher: constant fine noise, mix 1, float32."""
+    from domrand.randomizer import StyleRandomizer
+
+    return StyleRandomizer.from_bundle(bundle, device=device, noise="const", mix=1.0, dtype="float32", model="teacher",
+                                       ood_reference=None)  # fmt: skip
+
+
+def to_float(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``[N, R, R, 3]`` -> float ``[N, 3, R, R]`` in [-1, 1]."""
+    t = torch.as_tensor(images).to(device)
+    return t.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float ``[N, 3, R, R]`` in [-1, 1] -> uint8 ``[N, R, R, 3]`` (as the randomizer rounds)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+# ---- trainer ------------------------------------------------------------------------------------
+class DistillTrainer:
+    """Fits a ``StudentNet`` to teacher pairs (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: DistillConfig,
+        bundle: Any,  # a loaded domrand.bundle.Bundle (the teacher)
+        sim_frames: np.ndarray,  # uint8 [N, R, R, 3]
+        object_masks: np.ndarray | None = None,  # bool [N, R, R]: pixels of the object class
+        run_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        self.cfg, self.tc = config, config.training
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.device = next(bundle.G.parameters()).device
+        R, w_dim = int(bundle.G.img_resolution), int(bundle.G.w_dim)
+        if sim_frames.dtype != np.uint8 or sim_frames.shape[1:] != (R, R, 3):
+            raise ValueError(f"sim frames: expected uint8 [N, {R}, {R}, 3] (the teacher's resolution), got {sim_frames.dtype} {list(sim_frames.shape)}")
+        hold = min(self.tc.holdout_frames, len(sim_frames) // 4)
+        if len(sim_frames) - hold < 4:
+            raise ValueError(f"sim frames: {len(sim_frames)} is too few (at least 8)")
+        self.frames, self.hold_frames = sim_frames[: len(sim_frames) - hold], sim_frames[len(sim_frames) - hold :]
+        self.masks = self.hold_masks = None
+        if object_masks is not None:
+            self.masks, self.hold_masks = object_masks[: len(self.frames)], object_masks[len(self.frames) :]
+        self.seed = int(seed)
+        torch.manual_seed(self.seed)
+        self.student = StudentNet(StudentConfig(resolution=R, w_dim=w_dim, channels=config.student.channels,
+                                                res_blocks=config.student.res_blocks)).to(self.device)  # fmt: skip
+        self.opt = torch.optim.Adam(self.student.parameters(), lr=self.tc.lr, betas=(0.9, 0.99))
+        self.rng = torch.Generator().manual_seed(self.seed)
+        self.step = self.nimg = 0
+        self.teacher_hash = bundle.info["generator_hash"]
+        t = teacher(bundle, self.device)
+        self.pairs = self._pairs(t, bundle, progress)
+        self.hold_pairs = make_teacher_pairs(t, self.hold_frames, 2, seed=self.seed + 1_000_003, progress=False)
+
+    @property
+    def kimg(self) -> float:
+        return self.nimg / 1000.0
+
+    def _pairs(self, t: Any, bundle: Any, progress: bool) -> dict[str, np.ndarray]:
+        """Teacher pairs of the training frames: from the run's cache when its key matches, else made and cached."""
+        key = json.dumps({"teacher": self.teacher_hash, "frames": checkpoint.tensors_hash({"f": torch.from_numpy(self.frames)}),
+                          "styles_per_frame": self.tc.styles_per_frame, "max_pairs": self.tc.max_pairs, "seed": self.seed,
+                          "psi": t.psi})  # fmt: skip
+        path = None if self.run_dir is None else self.run_dir / PAIRS_FILE
+        if path is not None and path.is_file():
+            try:
+                with np.load(path) as data:
+                    if str(data["key"]) == key:
+                        return {k: data[k] for k in ("frame", "style", "target")}
+            except (OSError, ValueError, KeyError):
+                pass  # damaged: made again
+        pairs = make_teacher_pairs(t, self.frames, self.tc.styles_per_frame, self.seed, self.tc.max_pairs, progress)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, key=np.array(key), **pairs)
+        return pairs
+
+    # ---- one step ----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        tc = self.tc
+        k = torch.randint(len(self.pairs["frame"]), (tc.batch,), generator=self.rng).numpy()
+        fi = self.pairs["frame"][k]
+        x = to_float(self.frames[fi], self.device)
+        y = to_float(self.pairs["target"][k], self.device)
+        style = torch.from_numpy(self.pairs["style"][k]).to(self.device)
+        obj = None if self.masks is None else torch.from_numpy(self.masks[fi]).to(self.device).unsqueeze(1).float()
+        losses = distill_losses(self.student(x, style), y, obj, tc)
+        self.opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.opt.step()
+        self.step += 1
+        self.nimg += tc.batch
+        return {f"loss/{n}": float(v.detach()) for n, v in losses.items()}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """PSNR (dB) of the student's uint8 frames against the teacher's on the held-out frames and styles."""
+        from domrand.metrics import psnr
+
+        p = self.hold_pairs
+        x = to_float(self.hold_frames[p["frame"]], self.device)
+        pred = self.student.eval()(x, torch.from_numpy(p["style"]).to(self.device))
+        self.student.train()
+        a, b = to_float(to_uint8(pred), self.device), to_float(p["target"], self.device)
+        out = {"psnr/teacher": float(psnr(a, b).mean())}
+        if self.hold_masks is not None:
+            m = torch.from_numpy(self.hold_masks[p["frame"]]).to(self.device)
+            if bool(m.any()):
+                err = ((a - b) ** 2).mean(1)[m].mean()
+                out["psnr/teacher_object"] = float(10 * torch.log10(4.0 / err.clamp_min(1e-10)))
+        return out
+
+    def sample_sheet(self, n: int = 8) -> np.ndarray:
+        """uint8 grid: rows = sim frame, teacher, student for ``n`` held-out pairs."""
+        p = self.hold_pairs
+        n = min(n, len(p["frame"]))
+        sim = self.hold_frames[p["frame"][:n]]
+        with torch.no_grad():
+            stu = to_uint8(self.student.eval()(to_float(sim, self.device), torch.from_numpy(p["style"][:n]).to(self.device)))
+        self.student.train()
+        rows = [np.concatenate(list(r), axis=1) for r in (sim, p["target"][:n], stu)]
+        return np.concatenate(rows, axis=0)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        assert self.run_dir is not None
+        info = {"kimg": self.kimg, "step": self.step, "teacher_generator_hash": self.teacher_hash}
+        t_opt, m_opt = checkpoint.optimizer_state_to_tensors(self.opt, "opt")
+        tensors = {"rng_state": self.rng.get_state().clone(), **t_opt}
+        meta = {"step": self.step, "nimg": self.nimg, "seed": self.seed, "opt": m_opt}
+
+        def write(tmp: Path) -> None:
+            checkpoint.save_network(tmp / "student.safetensors", self.student, info)
+            checkpoint.save_tensors(tmp / "train_state.safetensors", tensors, meta)
+
+        d = runs.write_checkpoint_dir(self.run_dir, self.kimg, write, required=CHECKPOINT_FILES)
+        checkpoint.save_network(self.run_dir / "student.safetensors", self.student, info)
+        runs.prune_to_newest(self.run_dir, self.tc.keep_snapshots, CHECKPOINT_FILES)
+        return d
+
+    def load_checkpoint(self, ckpt_dir: str | os.PathLike) -> None:
+        ckpt_dir = Path(ckpt_dir)
+        self.student.load_state_dict(checkpoint.load_network(ckpt_dir / "student.safetensors", "StudentNet").state_dict())
+        tensors, meta = checkpoint.load_tensors(ckpt_dir / "train_state.safetensors")
+        checkpoint.load_optimizer_state(self.opt, tensors, meta["opt"], "opt")
+        self.rng.set_state(tensors["rng_state"])
+        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self, kimg: float | None = None, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
+        """Train to ``kimg`` thousand pairs (default the config's) or ``max_seconds``; returns the last metrics."""
+        from tqdm import tqdm
+
+        from domrand.generator.visualize import grid_upscale, save_png
+
+        tc = self.tc
+        total = int(round((tc.kimg if kimg is None else kimg) * 1000))
+        snap_every = max(int(round(tc.snapshot_kimg * 1000)), 1)
+        metric_every = max(int(round(tc.metrics_kimg * 1000)), 1)
+        next_snap = (self.nimg // snap_every + 1) * snap_every
+        next_metric = (self.nimg // metric_every + 1) * metric_every
+        start = t_log = time.time()
+        n_log, accum, count, last = self.nimg, {}, 0, {}
+        bar = tqdm(total=total, initial=min(self.nimg, total), unit="img", disable=not progress, desc="distill")
+        while self.nimg < total:
+            logs = self.train_step()
+            for k, v in logs.items():
+                accum[k] = accum.get(k, 0.0) + v
+            count += 1
+            bar.update(min(tc.batch, total - bar.n))
+            bar.set_postfix(loss=f"{logs['loss/total']:.3f}")
+            done = self.nimg >= total or (max_seconds is not None and time.time() - start > max_seconds)
+            if self.step % tc.log_steps == 0 or done:
+                now = time.time()
+                rate = (self.nimg - n_log) / max(now - t_log, 1e-9)
+                eta = (total - self.nimg) / max(rate, 1e-9)
+                record = {"kind": "train", "kimg": round(self.kimg, 3), "step": self.step, "img_per_s": round(rate, 1),
+                          "eta_min": round(eta / 60, 1), **{k: v / count for k, v in accum.items()}}  # fmt: skip
+                self.log(record)
+                if not progress:
+                    print(f"distill: kimg {self.kimg:.2f} | {rate:.0f} img/s | loss {record['loss/total']:.4f} "
+                          f"(pixel {record['loss/pixel']:.4f}) | ETA {eta / 60:.0f} min", file=sys.stderr, flush=True)  # fmt: skip
+                accum, count, t_log, n_log = {}, 0, now, self.nimg
+            if self.nimg >= next_metric or done:
+                next_metric = (self.nimg // metric_every + 1) * metric_every
+                last = {"kind": "eval", "kimg": round(self.kimg, 3), "step": self.step, **self.evaluate()}
+                self.log(last)
+                if not progress:
+                    print("distill: " + " | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()),
+                          file=sys.stderr, flush=True)  # fmt: skip
+            if self.run_dir is not None and (self.nimg >= next_snap or done):
+                next_snap = (self.nimg // snap_every + 1) * snap_every
+                self.save_checkpoint()
+                save_png(self.run_dir / f"samples_{runs.format_kimg(self.kimg)}.png", self.sample_sheet(),
+                         grid_upscale(self.student.config.resolution))  # fmt: skip
+            if done:
+                break
+        bar.close()
+        return last
+
+
+def object_masks_of(masks: np.ndarray, class_ids: dict[str, int] | None) -> np.ndarray | None:
+    """Bool ``[N, R, R]``: pixels of the ``object`` class (None when the masks do not name one)."""
+    if not class_ids or "object" not in class_ids:
+        return None
+    return masks == int(class_ids["object"])
+
+
+def distill(
+    config: DistillConfig | None,
+    bundle_path: str | os.PathLike | None,
+    out: str | os.PathLike,
+    *,
+    sim_data: str | os.PathLike | None = None,
+    sim_masks: str | os.PathLike | None = None,
+    kimg: float | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    max_seconds: float | None = None,
+    command: str | None = None,
+) -> tuple[DistillTrainer, dict[str, Any]]:
+    """Train (or resume) a distillation run in ``out``; returns the trainer and its last metrics."""
+    import yaml
+
+    from domrand.bundle import load_bundle
+    from domrand.generator.dataset import load_images, load_masks, masks_beside, read_class_ids
+
+    out = Path(out)
+    setup_file = out / "data.json"
+    if resume:
+        if not (out / CONFIG).is_file():
+            raise FileNotFoundError(f"--resume: {out / CONFIG} does not exist (no run to resume in {out})")
+        stored = from_dict(DistillConfig, yaml.safe_load((out / CONFIG).read_text()) or {}, str(out / CONFIG))
+        if config is not None and config != stored:
+            raise ValueError(f"--resume: --config differs from the run's stored {out / CONFIG}; drop --config to use it")
+        config = stored
+        data = json.loads(setup_file.read_text())
+        bundle_path, sim_data, sim_masks, seed = data["bundle"], data["sim"], data.get("sim_masks"), data.get("seed", seed)
+    else:
+        if config is None:
+            raise ValueError("--config is required for a new run (e.g. --config default)")
+        if bundle_path is None or sim_data is None:
+            raise ValueError("a new run needs --bundle (the teacher) and --sim-data (simulator frames)")
+        if runs.list_checkpoints(out, required=CHECKPOINT_FILES):
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    bundle = load_bundle(bundle_path, device=device)
+    if sim_masks is not None and str(sim_masks) == "auto":
+        sim_masks = masks_beside(sim_data)
+    R = int(bundle.G.img_resolution)
+    frames = load_images(sim_data, R, progress=progress)
+    obj = None
+    if sim_masks is not None:
+        obj = object_masks_of(load_masks(sim_masks, sim_data, R, n_frames=len(frames), progress=progress), read_class_ids(sim_masks))
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = DistillTrainer(config, bundle, frames, obj, run_dir=out, seed=seed, progress=progress)
+    for p in runs.remove_temp_files(out):
+        print(f"distill: removed {p}, left by an interrupted run", file=sys.stderr)
+    if resume:
+        ckpt = runs.resume_checkpoint(out, CHECKPOINT_FILES, log=lambda m: print(m, file=sys.stderr))
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no intact checkpoint under {out / 'checkpoints'}")
+        trainer.load_checkpoint(ckpt)
+        runs.trim_metrics(out / METRICS, trainer.step)
+        print(f"distill: resumed {ckpt} (step {trainer.step}, kimg {trainer.kimg:.3f})", file=sys.stderr)
+    else:
+        atomic_write_text(out / CONFIG, dump_yaml(config))
+        setup = {"bundle": str(Path(bundle_path).resolve()), "sim": str(Path(sim_data).resolve()),
+                 "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()), "seed": seed,
+                 "teacher_generator_hash": bundle.info["generator_hash"]}  # fmt: skip
+        atomic_write_text(setup_file, json.dumps(setup, indent=1))
+    with open(out / "command.txt", "a") as f:
+        f.write((command or " ".join(sys.argv)) + "\n")
+    return trainer, trainer.run(kimg, progress=progress, max_seconds=max_seconds)

@@ -1,0 +1,85 @@
+"""``domrand distill``: train a small student network to stand in for a bundle's randomizer.
+
+Example::
+
+    domrand distill --config default --bundle domrand/assets/bundle --sim-data data/sim/frames \\
+        --sim-masks auto --out runs/student --max-minutes 60 --bundle-out bundles/with_student
+    domrand distill --out runs/student --resume --kimg 160
+    StyleRandomizationObservation(env, "bundles/with_student", model="student")
+
+See ``domrand.generator.distill`` (the losses, the teacher pairs) and ``domrand.generator.student``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from domrand import cli_args
+from domrand.config import dump_yaml, load_config, parse_overrides, replace
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="distill preset name (default, tiny) or YAML path; a resume uses the run's")
+    parser.add_argument("--bundle", default=None, help="the teacher: a bundle folder or file")
+    parser.add_argument("--sim-data", default=None, help="simulator frames: folder or .npy/.npz")
+    parser.add_argument("--sim-masks", default=None, metavar="DIR|FILE|auto",
+                        help="class masks of the sim frames ('auto': masks/ beside a frames/ folder): weights the object's pixels")  # fmt: skip
+    parser.add_argument("--out", required=True, help="run directory (runs/NAME)")
+    parser.add_argument("--kimg", type=cli_args.positive_float, default=None, help="train until this many thousand teacher pairs (default: the config's)")
+    parser.add_argument("--resume", action="store_true", help="continue the newest intact checkpoint in --out exactly")
+    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="initialization, styles and batch RNG seed")
+    parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--max-minutes", type=cli_args.positive_float, default=None, help="stop (with a checkpoint) after this wall time")
+    parser.add_argument("--bundle-out", default=None, metavar="DIR",
+                        help="when done, write the teacher bundle with this student in it (a folder)")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. training.edge_weight=2")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per log step instead)")
+    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from domrand.generator.distill import DistillConfig, distill
+
+    torch.set_num_threads(args.threads)
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, DistillConfig, kind="distill")
+    elif not args.resume:
+        raise ValueError("--config is required for a new run (e.g. --config default)")
+    if args.set:
+        if config is None:
+            raise ValueError("--set needs --config (a resume keeps the run's stored config)")
+        config = replace(config, **parse_overrides(args.set))
+    if args.dry_run:
+        print(dump_yaml(config) if config is not None else "(the run's stored config)")
+        return 0
+    command = "domrand distill " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    trainer, last = distill(config, args.bundle, args.out, sim_data=args.sim_data, sim_masks=args.sim_masks, kimg=args.kimg,
+                            resume=args.resume, seed=args.seed, device=args.device, progress=not args.no_progress,
+                            max_seconds=None if args.max_minutes is None else args.max_minutes * 60, command=command)  # fmt: skip
+    if last:
+        print(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
+    if args.bundle_out:
+        path = attach_student(args.out, trainer, last, args.bundle_out)
+        print(f"wrote bundle {path} with the student (PSNR to the teacher {last.get('psnr/teacher', float('nan')):.2f} dB)")
+    return 0
+
+
+def attach_student(run: str, trainer, last: dict, out: str):
+    """Write the run's teacher bundle, with the trained student, to ``out``."""
+    import json
+    from pathlib import Path
+
+    from domrand.bundle import load_bundle, save_bundle
+
+    setup = json.loads((Path(run) / "data.json").read_text())
+    b = load_bundle(setup["bundle"], device="cpu")
+    about = {"distilled_from": setup["bundle"], "run": str(Path(run).resolve()), "kimg": trainer.kimg, "metrics": last}
+    return save_bundle(out, b.G, b.E, options=b.options, about=b.info.get("about"), student=trainer.student.cpu().eval(),
+                       student_about=about)  # fmt: skip
