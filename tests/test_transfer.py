@@ -286,7 +286,7 @@ def test_the_transfer_package_has_no_import_circle():
     import domrand.transfer as pkg
 
     order = ["common", "bundles", "frames", "conditions", "config", "localization", "imitation", "control",
-             "report", "run", "command"]  # fmt: skip
+             "report", "merge", "run", "command"]  # fmt: skip
     root = Path(pkg.__file__).parent
     for path in [*root.glob("*.py"), *(root / "conditions").glob("*.py")]:
         mod = "conditions" if path.parent.name == "conditions" else path.stem
@@ -304,3 +304,29 @@ def test_the_transfer_package_has_no_import_circle():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("domrand.transfer."):
                 used = node.module.split(".")[2]
                 assert order.index(used) <= order.index(mod), f"{path.name} imports {node.module}"
+
+
+def test_add_to_joins_rows_into_an_earlier_run_and_recomputes_the_bar(tmp_path, bundle, cache, capsys):
+    common = ["benchmark", "--config", "smoke", "--targets", "target-a", "--cache", cache, "--no-progress",
+              "--set", *[f"{k}={v}" for k, v in TINY.items()]]  # fmt: skip
+    assert cli.main([*common, "--conditions", "none", "classic", "augment", "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert first["sections"]["localization"]["bar"] == {}  # no stylegan row yet
+    add = [*common, "--add-to", str(tmp_path / "a" / "results.json"), "--bundle", str(bundle)]
+    assert cli.main([*add, "--conditions", "stylegan", "--out", str(tmp_path / "b")]) == 0
+    joined = json.loads((tmp_path / "b" / "results.json").read_text())
+    sec = joined["sections"]["localization"]
+    assert list(sec["results"]) == ["none", "classic", "augment", "stylegan"]
+    assert sec["results"]["none"] == first["sections"]["localization"]["results"]["none"]  # old rows kept as they were
+    assert set(sec["bar"]["target-a"]) >= {"met", "at_most_half_of_none", "below_classic", "below_augment"}
+    assert [m["conditions"] for m in joined["merged"]] == [["none", "classic", "augment"], ["stylegan"]]
+    # A second stylegan row needs a label; a labelled row is shown but does not replace the bar's.
+    assert cli.main([*add[:-2], "--add-to", str(tmp_path / "b" / "results.json"), "--bundle", str(bundle),
+                     "--conditions", "stylegan", "--out", str(tmp_path / "c")]) == 2  # fmt: skip
+    assert "already has a row 'stylegan'" in capsys.readouterr().err
+    assert cli.main([*add[:-2], "--add-to", str(tmp_path / "b" / "results.json"), "--bundle", str(bundle),
+                     "--conditions", "stylegan", "--label", "stylegan (other bundle)", "--out", str(tmp_path / "c")]) == 0  # fmt: skip
+    assert "stylegan (other bundle)" in (tmp_path / "c" / "table.txt").read_text()
+    # A run that measures something else cannot join.
+    assert cli.main([*add, "--conditions", "oracle", "--set", "localization.epochs=2", "--out", str(tmp_path / "d")]) == 2
+    assert "config keys ['localization'] differ" in capsys.readouterr().err

@@ -4,7 +4,9 @@ For each preset, ops backend and batch size, times ``StyleRandomizer.randomize``
 at the generator's resolution (styles resampled once beforehand): median of ``--repeats`` timed
 calls after ``--warmup`` untimed ones. Uses untrained networks of the preset's shape (the inverter preset of
 the same name, or ``small64``'s where none exists) unless ``--bundle`` names a trained bundle (speed
-does not depend on the weights).
+does not depend on the weights). ``--model teacher,student`` times the distilled student beside the
+teacher (the bundle's student, or an untrained ``StudentNet`` of the default shape) and prints the
+speed-up per batch size, measured in the same run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
     parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time (CPU only)")
+    parser.add_argument("--model", type=cli_args.choice_list(("teacher", "student"), "model"), default="teacher",
+                        help="teacher (inverter + generator) and/or student (the distilled network), comma-separated")  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -57,24 +61,29 @@ def main(args: argparse.Namespace) -> int:
         if device.type != "cuda" or not cuda.available():
             raise ValueError(f"--ops cuda needs --device cuda and built kernels: {cuda.unavailable_reason() or 'device is not cuda'}")
     print(f"device={device} dtype={args.dtype} threads={torch.get_num_threads()} clock={args.clock} repeats={args.repeats} (median)")
-    header = f"{'model':<12}{'ops':>6}{'batch':>7}{'frames/s':>11}{'ms/batch':>11}{'ms/frame':>10}"
+    header = f"{'model':<20}{'ops':>6}{'batch':>7}{'frames/s':>11}{'ms/batch':>11}{'ms/frame':>10}"
     print(header)
     print("-" * len(header))
     models = [("bundle", None)] if args.bundle else [(p, p) for p in args.preset]
     old_ops = os.environ.get("DOMRAND_OPS")
     try:
-        for label, preset in models:
+        rates: dict[tuple[str, str, int], dict[str, float]] = {}
+        for (label, preset), kind in [(m, k) for m in models for k in args.model]:
             if preset is None:
-                R = StyleRandomizer.from_bundle(args.bundle, device=device, seed=0, dtype=args.dtype)
+                R = StyleRandomizer.from_bundle(args.bundle, device=device, seed=0, dtype=args.dtype, model=kind,
+                                                max_batch=max(batches), ood_reference=None)  # fmt: skip
             else:
                 from domrand.config import preset_names
+                from domrand.generator.student import StudentConfig, StudentNet
 
                 # An inverter preset of the generator's name if one exists, else the small64 inverter
                 # (Inverter.for_generator sizes it to the generator).
                 inverter = preset if preset in preset_names("inverter") else "small64"
                 G, E = untrained_networks(preset, inverter, device)
-                R = StyleRandomizer(G, E, seed=0, dtype=args.dtype, max_batch=max(batches))
+                S = StudentNet(StudentConfig(resolution=int(G.img_resolution), w_dim=int(G.w_dim))).to(device)
+                R = StyleRandomizer(G, E, seed=0, dtype=args.dtype, max_batch=max(batches), model=kind, student=S)
             res = R.resolution
+            name = f"{label}/{kind}"
             for backend in backends:
                 os.environ["DOMRAND_OPS"] = backend
                 for batch in batches:
@@ -90,7 +99,11 @@ def main(args: argparse.Namespace) -> int:
                         if i >= args.warmup:
                             times.append(now() - start)
                     sec = statistics.median(times)
-                    print(f"{label:<12}{backend:>6}{batch:>7}{batch / sec:>11.1f}{sec * 1e3:>11.1f}{sec * 1e3 / batch:>10.2f}")
+                    rates.setdefault((label, backend, batch), {})[kind] = batch / sec
+                    print(f"{name:<20}{backend:>6}{batch:>7}{batch / sec:>11.1f}{sec * 1e3:>11.1f}{sec * 1e3 / batch:>10.2f}")
+        for (label, backend, batch), r in rates.items():
+            if len(r) == 2:
+                print(f"student / teacher frames/s, {label}, {backend}, batch {batch}: {r['student'] / r['teacher']:.2f}x")
     finally:
         if old_ops is None:
             os.environ.pop("DOMRAND_OPS", None)

@@ -14,7 +14,7 @@ PPO, ``control.py``; GPU-sized).
 
 The package's layers (each imports only those above it): ``common`` -> ``bundles`` -> ``frames`` ->
 ``conditions`` -> ``config`` -> ``localization`` / ``imitation`` / ``control`` -> ``report`` ->
-``run`` -> ``command`` (the CLI).
+``merge`` (``--add-to``: rows joined to an earlier run) -> ``run`` -> ``command`` (the CLI).
 
 Usage::
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from domrand import cli_args
-from domrand.config import dump_yaml, parse_overrides
+from domrand.config import ConfigError, dump_yaml, parse_overrides
 from domrand.transfer.bundles import BUNDLED, UNTRAINED_BUNDLE
 from domrand.transfer.config import CONDITIONS, TASKS, load_benchmark_config
-from domrand.transfer.report import format_table
+from domrand.transfer.merge import load_results, merge_results
+from domrand.transfer.report import format_table, write_report
 from domrand.transfer.run import run_benchmark
 
 
@@ -25,8 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=None, help="frame cache folder (default ~/.cache/domrand/transfer)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=cli_args.nonnegative_int, default=None, help="torch CPU threads (0 = default)")
-    parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override config values (dotted keys, YAML values), e.g. localization.epochs=5")
+    parser.add_argument("--set", nargs="+", action="extend", default=None, metavar="KEY=VALUE", help="override config values (dotted keys, YAML values), e.g. localization.epochs=5")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--add-to", default=None, metavar="RESULTS_JSON",
+                        help="add this run's rows to an earlier run's results.json (same config but the conditions and bundle); "
+                             "the joined table, bars and plot go to --out")  # fmt: skip
+    parser.add_argument("--label", default=None, help="with --add-to: the name of the added row (one condition), e.g. 'stylegan (old bundle)'")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
 
@@ -44,11 +49,19 @@ def main(args: argparse.Namespace) -> int:
     }
     overrides.update(parse_overrides(args.set))
     cfg = load_benchmark_config(args.config, **overrides)
+    if args.label is not None and args.add_to is None:
+        raise ConfigError("--label names a row added with --add-to RESULTS_JSON")
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0
     out = Path(args.out) if args.out else Path("runs") / "benchmark" / cfg.name
-    results = run_benchmark(cfg, out, progress=not args.no_progress)
+    if args.add_to is not None:
+        earlier = load_results(args.add_to)  # checked before any work
+        new = run_benchmark(cfg, None, progress=not args.no_progress)
+        results = merge_results(earlier, new, args.label)
+        results["files"] = {k: str(v) for k, v in write_report(results, out, None).items()}
+    else:
+        results = run_benchmark(cfg, out, progress=not args.no_progress)
     print(format_table(results))
     files = results.get("files", {})
     print(f"wrote {', '.join(files.values())}" if files else "", flush=True)
