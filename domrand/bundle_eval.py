@@ -61,12 +61,12 @@ def _load_frames(folder: str | Path, resolution: int, limit: int | None) -> np.n
     return images if limit is None else images[:limit]
 
 
-def randomized_styles(bundle: Any, frames: np.ndarray, styles: int, seed: int = 0) -> np.ndarray:
+def randomized_styles(bundle: Any, frames: np.ndarray, styles: int, seed: int = 0, model: str = "teacher") -> np.ndarray:
     """``[styles, N, H, W, 3]``: every frame randomized with ``styles`` style seeds through ``StyleRandomizer``
-    (``bundle``: a path or a loaded ``bundle.Bundle``)."""
+    (``bundle``: a path or a loaded ``bundle.Bundle``; ``model``: teacher or the bundle's distilled student)."""
     from domrand.randomizer import StyleRandomizer
 
-    R = StyleRandomizer.from_bundle(bundle, device="cpu", seed=seed)
+    R = StyleRandomizer.from_bundle(bundle, device="cpu", seed=seed, model=model)
     ids = list(range(len(frames)))
     out = []
     for s in range(styles):
@@ -114,6 +114,7 @@ def evaluate_bundle(
     probe_epochs: int = 30,
     max_images: int | None = None,
     seed: int = 0,
+    model: str = "teacher",
 ) -> dict[str, Any]:
     """All figures of the module docstring for one bundle (see there)."""
     from domrand.bundle import Bundle, load_bundle
@@ -135,7 +136,7 @@ def evaluate_bundle(
     ids = class_ids or sim_ids or {}
     object_id = ids.get("object")
     num_classes = int(max(seg_m.max(), ev_m.max(), sim_m.max())) + 1
-    rand = randomized_styles(bundle, sim_x, styles, seed)  # [S, N, R, R, 3]
+    rand = randomized_styles(bundle, sim_x, styles, seed, model)  # [S, N, R, R, 3]
     seg = train_segmenter(seg_x, seg_m, num_classes, steps=seg_steps, seed=seed)
     probe = train_probe(probe_x, probe_xy, probe_epochs, seed)
     names = {v: k for k, v in ids.items()}
@@ -155,6 +156,7 @@ def evaluate_bundle(
     styles_spread = float(np.mean([frame_mean_colour_spread(rand[:, i]) for i in range(rand.shape[1])])) if styles > 1 else 0.0
     return {
         "bundle": path,
+        "model": model,
         "n": {"sim": len(sim_x), "target_eval": len(ev_x), "segmenter_train": len(seg_x), "probe_train": len(probe_x), "styles": styles},
         "reconstruction": sim_reconstruction(bundle, sim_x, sim_m, object_id),
         "geometry": {"target": geo(ev_x, ev_m), "sim": geo(sim_x, sim_m), "randomized": mean_geo},
@@ -185,6 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe-epochs", type=cli_args.positive_int, default=30, help="localizer training epochs")
     parser.add_argument("--max-images", type=cli_args.positive_int, default=None, help="use at most this many eval/sim frames")
     parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0)
+    parser.add_argument("--model", choices=("teacher", "student"), default="teacher",
+                        help="randomize with the teacher (inverter + generator) or the bundle's distilled student")  # fmt: skip
     parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--sheet", default=None, help="write a PNG: sim frames and their randomizations")
@@ -200,7 +204,7 @@ def main(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle, device="cpu")
     result = evaluate_bundle(bundle, args.target_frames, args.probe_frames, args.target_eval_frames, args.sim_frames,
                              styles=args.styles, seg_steps=args.seg_steps, probe_epochs=args.probe_epochs,
-                             max_images=args.max_images, seed=args.seed)  # fmt: skip
+                             max_images=args.max_images, seed=args.seed, model=args.model)  # fmt: skip
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
@@ -209,5 +213,5 @@ def main(args: argparse.Namespace) -> int:
         from domrand.geometry import load_frames_with_masks
 
         sim, _, _ = load_frames_with_masks(args.sim_frames, int(bundle.G.img_resolution), limit=8)
-        save_sheet(args.sheet, sim, randomized_styles(bundle, sim, 6, args.seed))
+        save_sheet(args.sheet, sim, randomized_styles(bundle, sim, 6, args.seed, args.model))
     return 0
