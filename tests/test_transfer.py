@@ -327,6 +327,10 @@ def test_add_to_joins_rows_into_an_earlier_run_and_recomputes_the_bar(tmp_path, 
     assert cli.main([*add[:-2], "--add-to", str(tmp_path / "b" / "results.json"), "--bundle", str(bundle),
                      "--conditions", "stylegan", "--label", "stylegan (other bundle)", "--out", str(tmp_path / "c")]) == 0  # fmt: skip
     assert "stylegan (other bundle)" in (tmp_path / "c" / "table.txt").read_text()
-    # A run that measures something else cannot join.
-    assert cli.main([*add, "--conditions", "oracle", "--set", "localization.epochs=2", "--out", str(tmp_path / "d")]) == 2
+    # A run that measures something else cannot join, and is refused before any work.
+    from domrand.transfer import command
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(command, "run_benchmark", lambda *a, **k: pytest.fail("ran before refusing"))
+        assert cli.main([*add, "--conditions", "oracle", "--set", "localization.epochs=2", "--out", str(tmp_path / "d")]) == 2
     assert "config keys ['localization'] differ" in capsys.readouterr().err

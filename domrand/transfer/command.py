@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from domrand import cli_args
-from domrand.config import ConfigError, dump_yaml, parse_overrides
+from domrand.config import ConfigError, dump_yaml, parse_overrides, to_dict
 from domrand.transfer.bundles import BUNDLED, UNTRAINED_BUNDLE
 from domrand.transfer.config import CONDITIONS, TASKS, load_benchmark_config
-from domrand.transfer.merge import load_results, merge_results
+from domrand.transfer.common import env_source_hash
+from domrand.transfer.merge import check_compatible, load_results, merge_results
 from domrand.transfer.report import format_table, write_report
 from domrand.transfer.run import run_benchmark
 
@@ -56,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else Path("runs") / "benchmark" / cfg.name
     if args.add_to is not None:
-        earlier = load_results(args.add_to)  # checked before any work
+        earlier = load_results(args.add_to)
+        check_compatible(earlier, to_dict(cfg), env_source_hash(), args.label)  # before any work
         new = run_benchmark(cfg, None, progress=not args.no_progress)
         results = merge_results(earlier, new, args.label)
         results["files"] = {k: str(v) for k, v in write_report(results, out, None).items()}

@@ -35,20 +35,37 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def merge_results(old: dict[str, Any], new: dict[str, Any], label: str | None = None) -> dict[str, Any]:
-    """``old`` with ``new``'s rows added (renamed to ``label`` when given); bars recomputed."""
-    a = {k: v for k, v in old["config"].items() if k not in FREE_KEYS}
-    b = {k: v for k, v in new["config"].items() if k not in FREE_KEYS}
+TASK_SECTIONS = {"localization": "localization", "imitation": "imitation", "control": "control"}
+
+
+def check_compatible(old: dict[str, Any], config: dict[str, Any], env_hash: str, label: str | None = None) -> None:
+    """``ConfigError`` unless a run of ``config`` measures what ``old`` measured and its rows are new
+    (checked before any work). Free to differ: ``FREE_KEYS`` and the config sections of tasks neither
+    run has."""
+    conds = list(config["conditions"])
+    if label is not None and len(conds) != 1:
+        raise ConfigError(f"--label names one added row; this run has {len(conds)} conditions ({', '.join(conds)})")
+    for name, sec in old["sections"].items():
+        for row in [label] if label is not None else conds:
+            if row in sec.get("results", {}):
+                raise ConfigError(f"--add-to: the earlier run already has a row {row!r} in {name}; pass --label NAME for a second one")
+    tasks = set(old["config"].get("tasks", [])) | set(config.get("tasks", []))
+    unused = {section for task, section in TASK_SECTIONS.items() if task not in tasks}
+    a = {k: v for k, v in old["config"].items() if k not in FREE_KEYS and k not in unused}
+    b = {k: v for k, v in config.items() if k not in FREE_KEYS and k not in unused}
     differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if differ:
         raise ConfigError(f"--add-to: the runs measure different things: config keys {differ} differ; "
                           "rerun with the earlier run's config (its config.yaml) and other --conditions")  # fmt: skip
-    if old.get("env_source_hash") != new.get("env_source_hash"):
+    if old.get("env_source_hash") != env_hash:
         raise ConfigError(f"--add-to: the env sources changed since the earlier run (hash {old.get('env_source_hash')} vs "
-                          f"{new.get('env_source_hash')}): its frames differ; rerun all conditions in one run")  # fmt: skip
+                          f"{env_hash}): its frames differ; rerun all conditions in one run")  # fmt: skip
+
+
+def merge_results(old: dict[str, Any], new: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+    """``old`` with ``new``'s rows added (renamed to ``label`` when given); bars recomputed."""
+    check_compatible(old, new["config"], new.get("env_source_hash"), label)
     conds = list(new["config"]["conditions"])
-    if label is not None and len(conds) != 1:
-        raise ConfigError(f"--label names one added row; this run has {len(conds)} conditions ({', '.join(conds)})")
     out = copy.deepcopy(old)
     for name, sec in new["sections"].items():
         if name not in out["sections"]:
@@ -56,8 +73,6 @@ def merge_results(old: dict[str, Any], new: dict[str, Any], label: str | None = 
         target = out["sections"][name]
         for cond in conds:
             row = label or cond
-            if row in target["results"]:
-                raise ConfigError(f"--add-to: the earlier run already has a row {row!r} in {name}; pass --label NAME for a second one")
             target["results"][row] = sec["results"][cond]
             if cond in (sec.get("in_domain") or {}):
                 target.setdefault("in_domain", {})[row] = sec["in_domain"][cond]
