@@ -18,11 +18,15 @@ from typing import Any
 from domrand.transfer.conditions import get_condition
 from domrand.utils import atomic_write_text
 
-def _color(cond: str) -> str | None:
+def _bar_style(row: str) -> dict[str, Any]:
+    """Plot colour of a row: its condition's; a labelled extra row (``"stylegan (old bundle)"``, from
+    ``--add-to --label``) takes its base condition's colour, hatched."""
+    base = row.split(" ", 1)[0]
     try:
-        return get_condition(cond).color
-    except KeyError:  # a results.json from a condition that is not registered any more
-        return None
+        color = get_condition(base).color
+    except KeyError:  # a row of a condition that is not registered
+        return {}
+    return {"color": color} if base == row else {"color": color, "alpha": 0.55, "hatch": "//", "edgecolor": "k"}
 
 
 def _json_safe(value: Any) -> Any:
@@ -171,7 +175,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
             means = [math.nan if st is None else st[f"{key}_mean"] for st in cells]
             stds = [0.0 if st is None else st[f"{key}_std"] for st in cells]
             xs = [j + (i - (len(conds) - 1) / 2) * width for j in range(len(domains))]
-            ax.bar(xs, means, width, yerr=stds, capsize=3, label=cond, color=_color(cond))
+            ax.bar(xs, means, width, yerr=stds, capsize=3, label=cond, **_bar_style(cond))
         if key == "error_cm":
             ax.axhline(section["baselines"]["predict_mean"]["error_cm"], color="k", ls="--", lw=1, label="predict mean")
             ax.set_ylabel("mean error (cm), lower is better")
