@@ -18,7 +18,7 @@ from typing import Any, Callable
 from domrand import cli_args
 from domrand.benchmarks.cli import report
 
-MODES = ("unwrapped", "style", "augment")
+MODES = ("unwrapped", "style", "student", "augment")  # student: the style wrapper running the bundle's distilled student
 
 
 def add_randomizer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vector-steps", type=cli_args.positive_int, default=20, help="vector steps per timed repeat")
     parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
     parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=5, help="untimed steps first")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="what to time")
+    parser.add_argument("--modes", nargs="+", default=["unwrapped", "style", "augment"], choices=MODES,
+                        help="what to time (student: the style wrapper on the bundle's distilled student)")
     parser.add_argument("--no-vector", action="store_true", help="skip the vector runs")
     parser.add_argument(
         "--clock", default="wall", choices=("wall", "cpu"), help="wall: elapsed; cpu: this process's CPU time"
@@ -48,15 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
 
 
-def build_randomizer(args: argparse.Namespace):
-    """A ``StyleRandomizer`` from ``--bundle`` or from untrained presets."""
+def build_randomizer(args: argparse.Namespace, model: str = "teacher"):
+    """A ``StyleRandomizer`` from ``--bundle`` or from untrained presets (``model="student"``: the
+    bundle's student, or an untrained ``StudentNet`` of the default shape)."""
     from domrand.randomizer import StyleRandomizer
     from domrand.utils import resolve_device
 
     if args.bundle:
-        return StyleRandomizer.from_bundle(args.bundle, device=args.device, seed=0, dtype=args.dtype)
+        return StyleRandomizer.from_bundle(args.bundle, device=args.device, seed=0, dtype=args.dtype, model=model, ood_reference=None)
+    from domrand.generator.student import StudentConfig, StudentNet
+
     G, E = untrained_networks(args.generator, args.inverter, resolve_device(args.device))
-    return StyleRandomizer(G, E, seed=0, dtype=args.dtype)
+    S = StudentNet(StudentConfig(resolution=int(G.img_resolution), w_dim=int(G.w_dim))).to(next(G.parameters()).device)
+    return StyleRandomizer(G, E, seed=0, dtype=args.dtype, model=model, student=S)
 
 
 def untrained_networks(generator_preset: str, inverter_preset: str, device):
@@ -97,8 +102,8 @@ def measure_single(args: argparse.Namespace, mode: str, randomizer: Any, sync: C
     from domrand.wrappers import AugmentationObservation, StyleRandomizationObservation
 
     env = gym.make(args.env, obs_mode="pixels", image_size=args.image_size)
-    if mode == "style":
-        env = StyleRandomizationObservation(env, randomizer)
+    if mode in ("style", "student"):
+        env = StyleRandomizationObservation(env, randomizer[mode])
     elif mode == "augment":
         env = AugmentationObservation(env)
     env.action_space.seed(0)
@@ -123,8 +128,8 @@ def measure_vector(args: argparse.Namespace, mode: str, randomizer: Any, sync: C
     venv = gym.make_vec(
         args.env, num_envs=args.num_envs, vectorization_mode="sync", obs_mode="pixels", image_size=args.image_size
     )
-    if mode == "style":
-        venv = VectorStyleRandomization(venv, randomizer)
+    if mode in ("style", "student"):
+        venv = VectorStyleRandomization(venv, randomizer[mode])
     elif mode == "augment":
         venv = VectorAugmentation(venv)
     venv.action_space.seed(0)
@@ -145,13 +150,14 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--steps, --vector-steps, --repeats and --num-envs must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    randomizer = build_randomizer(args) if "style" in args.modes else None
+    randomizers = {m: build_randomizer(args, "teacher" if m == "style" else "student") for m in ("style", "student") if m in args.modes}
+    randomizer = next(iter(randomizers.values()), None)
     cuda = randomizer is not None and randomizer.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rows: list[tuple[str, str, str]] = []
     for mode in args.modes:
-        single = measure_single(args, mode, randomizer, sync)
-        vector = None if args.no_vector else measure_vector(args, mode, randomizer, sync)
+        single = measure_single(args, mode, randomizers, sync)
+        vector = None if args.no_vector else measure_vector(args, mode, randomizers, sync)
         rows.append((mode, f"{single:.1f}", "-" if vector is None else f"{vector:.1f}"))
     size = args.image_size
     lines = [
