@@ -156,7 +156,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        hint = " (a value with ': ' reads as a mapping: quote it, e.g. --set \"key='a: b'\")" if isinstance(value, dict) else ""
+        raise ConfigError(f"{where}: expected a string, got {value!r}{hint}")
     if tp is Any:
         return value
     raise ConfigError(f"{where}: unsupported field type {tp!r}")

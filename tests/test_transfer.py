@@ -167,6 +167,9 @@ def test_bad_config_keys_error_clearly(tmp_path):
         load_benchmark_config(path)
     with pytest.raises(ConfigError, match="train_frames"):
         config_from_dict({"localization": {"train_frames": 0}, "conditions": ["none"]})
+    # "--set bundle_note=a: b" reads as a mapping in YAML: the error says how to quote it.
+    with pytest.raises(ConfigError, match="bundle_note: expected a string.*quote it"):
+        load_benchmark_config("smoke", bundle_note={"a": "b"})
 
 
 def test_unknown_condition_names_the_valid_ones(capsys):
