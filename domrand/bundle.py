@@ -275,6 +275,27 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "auto") ->
                   student=None if student is None else student.to(dev).eval())  # fmt: skip
 
 
+def add_student(folder: str | os.PathLike, student: torch.nn.Module, about: dict[str, Any] | None = None) -> Path:
+    """Put a distilled student into an existing folder bundle in place (its networks stay byte-identical).
+
+    The student must have been distilled from this bundle's generator (``student.extra`` or the
+    caller vouches for it through ``about["teacher_generator_hash"]``; checked when given)."""
+    folder = Path(folder)
+    info = _check_info(_read_info_file(folder / INFO_FILE), str(folder / INFO_FILE))
+    teacher = (about or {}).get("teacher_generator_hash")
+    if teacher is not None and teacher != info["generator_hash"]:
+        raise CheckpointError(f"{folder}: the student was distilled from generator {teacher}, not this bundle's {info['generator_hash']}")
+    ghash = info["generator_hash"]
+    checkpoint.save_network(folder / STUDENT_FILE, student, extra={"generator_hash": ghash})
+    info["student"] = {"class": type(student).__name__, "config": student.export_config(),
+                       "checksum": checkpoint.file_checksum(folder / STUDENT_FILE), "generator_hash": ghash,
+                       "about": _json_safe(about or {})}  # fmt: skip
+    info.pop("checksum", None)
+    info["checksum"] = info_checksum(info)
+    atomic_write_text(folder / INFO_FILE, json.dumps(info, indent=2, allow_nan=False) + "\n")
+    return folder
+
+
 def _load_student(path: Path, info: dict[str, Any], where: str) -> torch.nn.Module:
     """The bundle's distilled student, verified: its file's checksum and the teacher it was distilled from."""
     part = info["student"]

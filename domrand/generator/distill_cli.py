@@ -72,14 +72,22 @@ def main(args: argparse.Namespace) -> int:
 
 
 def attach_student(run: str, trainer, last: dict, out: str):
-    """Write the run's teacher bundle, with the trained student, to ``out``."""
+    """Copy the run's teacher bundle to ``out`` (a folder; its files byte-identical) and put the
+    trained student into it."""
     import json
+    import shutil
     from pathlib import Path
 
-    from domrand.bundle import load_bundle, save_bundle
+    from domrand.bundle import add_student, load_bundle
 
     setup = json.loads((Path(run) / "data.json").read_text())
-    b = load_bundle(setup["bundle"], device="cpu")
-    about = {"distilled_from": setup["bundle"], "run": str(Path(run).resolve()), "kimg": trainer.kimg, "metrics": last}
-    return save_bundle(out, b.G, b.E, options=b.options, about=b.info.get("about"), student=trainer.student.cpu().eval(),
-                       student_about=about)  # fmt: skip
+    src, out = Path(setup["bundle"]), Path(out)
+    if not src.is_dir():
+        raise ValueError(f"--bundle-out: the teacher {src} is a single-file bundle; a student goes into folder bundles only")
+    if out.resolve() != src.resolve():
+        shutil.copytree(src, out, dirs_exist_ok=True)
+    about = {"distilled_from": str(src), "teacher_generator_hash": setup["teacher_generator_hash"], "run": str(Path(run).resolve()),
+             "kimg": trainer.kimg, "metrics": last}  # fmt: skip
+    path = add_student(out, trainer.student.cpu().eval(), about)
+    load_bundle(path, device="cpu")  # verifies the written bundle
+    return path
