@@ -140,6 +140,13 @@ def test_bundle_carries_the_student_and_the_randomizer_runs_it(teacher_bundle, t
     other = make_untrained_bundle(tmp_path / "other", seed=9)
     b2 = load_bundle(other, device="cpu")
     assert info["student"]["generator_hash"] != b2.info["generator_hash"]
+    # add_student puts a student into a bundle in place, refusing one distilled from another teacher.
+    from domrand.bundle import add_student
+
+    with pytest.raises(CheckpointError, match="distilled from generator"):
+        add_student(out, S, {"teacher_generator_hash": b2.info["generator_hash"]})
+    add_student(out, S, {"teacher_generator_hash": bundle.info["generator_hash"]})
+    assert load_bundle(out, device="cpu").student is not None
     # Re-packaging without a student removes the old student file.
     save_bundle(out, bundle.G, bundle.E)
     assert not (out / STUDENT_FILE).exists() and load_bundle(out, device="cpu").student is None
