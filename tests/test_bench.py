@@ -8,7 +8,7 @@ from domrand.cli import main
 
 
 def _rows(text: str) -> list[str]:
-    return [line for line in text.splitlines() if re.match(r"^(tiny|bundle)\s", line)]
+    return [line for line in text.splitlines() if re.match(r"^(tiny|bundle)[\s/]", line)]
 
 
 def test_bench_generator_prints_a_row_per_batch_and_path(capsys):
@@ -22,6 +22,15 @@ def test_bench_randomizer_prints_a_row_per_batch(capsys):
     assert main(["bench", "randomizer", "--preset", "tiny", "--batch", "1,2", "--repeats", "1", "--warmup", "0"]) == 0
     rows = _rows(capsys.readouterr().out)
     assert [r.split()[2] for r in rows] == ["1", "2"]
+
+
+def test_bench_randomizer_times_the_student_beside_the_teacher(capsys):
+    assert main(["bench", "randomizer", "--preset", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+                 "--model", "teacher,student"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert [r.split()[0] for r in _rows(out)] == ["tiny/teacher", "tiny/student"]
+    ratio = re.search(r"student / teacher frames/s, tiny, torch, batch 2: ([0-9.]+)x", out)
+    assert ratio and float(ratio.group(1)) > 0
 
 
 def test_bench_randomizer_cuda_without_a_gpu_is_a_clear_error(capsys):

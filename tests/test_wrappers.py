@@ -162,6 +162,8 @@ def test_bench_wrapper_smoke(capsys) -> None:
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert all(f"| {mode} |" in out for mode in ("unwrapped", "style", "augment"))
+    assert cli_main([*argv, "--modes", "student", "--no-vector"]) == 0  # the style wrapper on a (untrained) student
+    assert "| student |" in capsys.readouterr().out
 
 
 # ---- mechanics ------------------------------------------------------------------------------------
