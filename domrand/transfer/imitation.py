@@ -239,7 +239,7 @@ def imitation_bar(results: dict[str, dict[str, Any]], presets: list[str]) -> dic
             rate = {c: results[c][preset]["success_rate_mean"] for c in results}
             checks = {f"above_{c}": bool(rate[cand] > rate[c]) for c in with_role("reference") if c in rate}
             checks.update({f"at_least_{c}": bool(rate[cand] >= rate[c]) for c in BAR_BASELINES if c in rate})
-            out[preset] = {"met": bool(checks) and all(checks.values()), **checks}
+            out[preset] = {"met": all(checks.values()) if checks else None, **checks}  # None: nothing to compare with
     return out
 
 

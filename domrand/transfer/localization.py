@@ -185,7 +185,7 @@ def localization_bar(table: dict[str, dict[str, Any]], presets: Sequence[str]) -
             for base in with_role("baseline"):
                 if base in table:
                     checks[f"below_{base}"] = bool(err < table[base][d]["error_cm_mean"])
-            out[d] = {"met": bool(checks) and all(checks.values()), **checks}
+            out[d] = {"met": all(checks.values()) if checks else None, **checks}  # None: nothing to compare with
     return out
 
 

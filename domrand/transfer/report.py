@@ -116,7 +116,8 @@ def format_section(name: str, section: dict[str, Any]) -> str:
     if section.get("in_domain"):
         lines.append(f"in-domain: {section.get('in_domain_about', 'each model on test states rendered like its training frames')}")
     if section.get("bar"):
-        verdicts = ", ".join(f"{d}: {'met' if v['met'] else 'NOT met'}" for d, v in section["bar"].items())
+        word = {True: "met", False: "NOT met", None: "not checked (no baseline rows)"}
+        verdicts = ", ".join(f"{d}: {word[v['met']]}" for d, v in section["bar"].items())
         rule = ("stylegan > none and >= classic" if section.get("task") == "imitation"
                 else "stylegan <= none / 2 and below classic, augment")
         lines.append(f"bar ({rule}): {verdicts}")
