@@ -2,8 +2,9 @@
 
     python scripts/few_shot_curve.py --out docs/few_shot.png "0=runs/fs0/results.json" "100=runs/fs100/results.json" ...
 
-Each argument is ``PHOTOS=FILE``: a ``domrand benchmark`` results.json whose localization section has
-a ``stylegan`` row (``PHOTOS`` = how many target photos its bundle was fine-tuned on). ``--ref FILE``
+Each argument is ``PHOTOS=FILE`` or ``PHOTOS=FILE#ROW``: a ``domrand benchmark`` results.json whose
+localization section has a ``stylegan`` row (or the row named ``ROW``, e.g. one added with
+``--add-to --label``); ``PHOTOS`` = how many target photos its bundle was fine-tuned on. ``--ref FILE``
 adds the ``none`` / ``classic`` / ``augment`` / ``oracle`` rows of a full run as horizontal lines.
 Prints a markdown table (mean ± std over seeds per target domain) and writes the plot.
 """
@@ -15,10 +16,10 @@ import json
 from pathlib import Path
 
 
-def stylegan_rows(path: str) -> dict[str, tuple[float, float]]:
-    """{domain: (mean, std)} of the stylegan row (target domains only)."""
+def stylegan_rows(path: str, name: str = "stylegan") -> dict[str, tuple[float, float]]:
+    """{domain: (mean, std)} of the row ``name`` (target domains only)."""
     section = json.loads(Path(path).read_text())["sections"]["localization"]
-    row = section["results"]["stylegan"]
+    row = section["results"][name]
     return {d: (row[d]["error_cm_mean"], row[d]["error_cm_std"]) for d in section["domains"] if d != "sim"}
 
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     points = []
     for item in args.points:
         n, _, path = item.partition("=")
-        points.append((int(n), stylegan_rows(path)))
+        path, _, row = path.partition("#")
+        points.append((int(n), stylegan_rows(path, row or "stylegan")))
     points.sort()
     domains = list(points[0][1])
     print("| target photos | " + " | ".join(domains) + " |")
