@@ -28,8 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
     "collect": ("domrand.collect", "frames from any Gymnasium env (pixels or render()) to train a bundle for it"),
     "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),
-    "bench": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer"),
-    "benchmark": ("domrand.transfer.command", "transfer benchmark: does StyleGAN randomization beat the baselines?"),
+    "speed": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer (also: bench)"),
+    "transfer": ("domrand.transfer.command", "transfer benchmark: does StyleGAN randomization beat the baselines? (also: benchmark)"),
+    "bench": ("domrand.benchmarks.cli", "the same as 'domrand speed' (the old name)"),
+    "benchmark": ("domrand.transfer.command", "the same as 'domrand transfer' (the old name)"),
 }
 
 
@@ -110,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = _Parser(prog=f"domrand {name}", description=COMMANDS[name][1], formatter_class=_DefaultsHelp)
     module.add_arguments(sub)
     args = sub.parse_args(rest)  # --help exits 0; a bad argument exits 2 after one line (_Parser.error)
+    args.command_name = name  # the name it was called by (commands with sub-targets name themselves with it)
     from domrand.cuda.dispatch import CudaUnavailableError
 
     try:

@@ -199,3 +199,13 @@ def test_train_generator_shortcuts_set_mirror_gamma_and_augmentation(tmp_path, c
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "xflip: true" in out and "r1_gamma: 0.3" in out and "ada: false" in out  # the shortcuts win over --set
+
+
+def test_speed_and_transfer_are_the_unambiguous_names_of_bench_and_benchmark(capsys):
+    assert main(["transfer", "--config", "smoke", "--seeds", "2", "--dry-run"]) == 0
+    assert "seeds: 2" in capsys.readouterr().out
+    assert main(["benchmark", "--config", "smoke", "--seeds", "2", "--dry-run"]) == 0  # the old name still works
+    assert "seeds: 2" in capsys.readouterr().out
+    assert _exit_code(["speed", "generator", "--batch", "0"]) == 2
+    assert capsys.readouterr().err.startswith("domrand speed generator: error: ")
+

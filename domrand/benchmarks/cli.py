@@ -1,4 +1,4 @@
-"""``domrand bench <target>``: speed and memory benchmarks.
+"""``domrand speed <target>`` (also ``domrand bench``): speed and memory benchmarks.
 
 Each target lives in ``domrand/benchmarks/<target>.py`` with ``add_arguments(parser)`` and
 ``main(args) -> int``. Figures are medians over repeats after warm-up; see docs/benchmarks.md.
@@ -39,11 +39,11 @@ def main(args: argparse.Namespace) -> int:
         module = importlib.import_module(f"domrand.benchmarks.{args.target}")
     except ModuleNotFoundError as exc:
         if exc.name == f"domrand.benchmarks.{args.target}":
-            print(f"domrand bench: '{args.target}' is not available in this version yet")
+            print(f"domrand {getattr(args, 'command_name', 'bench')}: '{args.target}' is not available in this version yet")
             return 2
         raise
     from domrand.cli import _Parser  # one-line errors (exit code 2), as for every other command
 
-    sub = _Parser(prog=f"domrand bench {args.target}", description=TARGETS[args.target])
+    sub = _Parser(prog=f"domrand {getattr(args, 'command_name', 'bench')} {args.target}", description=TARGETS[args.target])
     module.add_arguments(sub)
     return int(module.main(sub.parse_args(args.rest)) or 0)
