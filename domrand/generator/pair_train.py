@@ -48,7 +48,6 @@ import copy
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,7 @@ from domrand.generator.inverter_losses import (
 )
 from domrand.generator.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.train_loop import run_training
 from domrand.generator.visualize import to_uint8
 from domrand.metrics import to_float_images
 from domrand.utils import atomic_write_text
@@ -417,58 +417,15 @@ class PairTrainer:
     # ---- the loop ---------------------------------------------------------------------------
     def run(self, kimg: float | None = None, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
         """Train to ``kimg`` thousand sim frames (default the config's) or ``max_seconds``; returns the last metrics."""
-        from tqdm import tqdm
+        total = int(round((self.tc.kimg if kimg is None else kimg) * 1000))
 
-        from domrand.generator.visualize import grid_upscale, save_png
+        def summary(r: dict[str, Any], rate: float, eta: float) -> str:
+            return (f"kimg {self.kimg:.2f} | {rate:.1f} img/s | recon {r['loss/recon']:.4f} | G {r['loss/G_adv']:.3f} | "
+                    f"D {r['loss/D']:.3f} | ETA {eta / 60:.0f} min")  # fmt: skip
 
-        tc = self.tc
-        total = int(round((tc.kimg if kimg is None else kimg) * 1000))
-        snap_every = max(int(round(tc.snapshot_kimg * 1000)), 1)
-        metric_every = max(int(round(tc.metrics_kimg * 1000)), 1)
-        next_snap = (self.nimg // snap_every + 1) * snap_every
-        next_metric = (self.nimg // metric_every + 1) * metric_every
-        start = t_log = time.time()
-        n_log = self.nimg
-        accum: dict[str, float] = {}
-        count = 0
-        last: dict[str, Any] = {}
-        bar = tqdm(total=total, initial=min(self.nimg, total), unit="img", disable=not progress, desc="train-pair")
-        while self.nimg < total:
-            logs = self.train_step()
-            for k, v in logs.items():
-                accum[k] = accum.get(k, 0.0) + v
-            count += 1
-            bar.update(min(tc.batch, total - bar.n))
-            bar.set_postfix(rec=f"{logs['loss/recon']:.3f}", adv=f"{logs['loss/G_adv']:.2f}")
-            done = self.nimg >= total or (max_seconds is not None and time.time() - start > max_seconds)
-            if self.step % tc.log_steps == 0 or done:
-                now = time.time()
-                rate = (self.nimg - n_log) / max(now - t_log, 1e-9)
-                eta = (total - self.nimg) / max(rate, 1e-9)
-                record = {"kind": "train", "kimg": round(self.kimg, 3), "step": self.step, "img_per_s": round(rate, 2),
-                          "eta_min": round(eta / 60, 1), **{k: v / count for k, v in accum.items()}}  # fmt: skip
-                self.log(record)
-                if not progress:
-                    print(f"train-pair: kimg {self.kimg:.2f} | {rate:.1f} img/s | recon {record['loss/recon']:.4f} | "
-                          f"G {record['loss/G_adv']:.3f} | D {record['loss/D']:.3f} | ETA {eta / 60:.0f} min",
-                          file=sys.stderr, flush=True)  # fmt: skip
-                accum, count, t_log, n_log = {}, 0, now, self.nimg
-            if self.nimg >= next_metric or done:
-                next_metric = (self.nimg // metric_every + 1) * metric_every
-                last = {"kind": "eval", "kimg": round(self.kimg, 3), "step": self.step, **self.evaluate()}
-                self.log(last)
-                if not progress:
-                    print("train-pair: " + " | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                      for k, v in last.items()), file=sys.stderr, flush=True)  # fmt: skip
-            if self.run_dir is not None and (self.nimg >= next_snap or done):
-                next_snap = (self.nimg // snap_every + 1) * snap_every
-                self.save_checkpoint()
-                save_png(self.run_dir / f"samples_{runs.format_kimg(self.kimg)}.png", self.sample_sheet(),
-                         grid_upscale(self.cfg.network.resolution))  # fmt: skip
-            if done:
-                break
-        bar.close()
-        return last
+        return run_training(self, "train-pair", total, self.cfg.network.resolution,
+                            lambda logs: {"rec": f"{logs['loss/recon']:.3f}", "adv": f"{logs['loss/G_adv']:.2f}"},
+                            summary, progress, max_seconds)  # fmt: skip
 
 
 def few_shot_subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
