@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 
 def _number(text: str) -> float:
@@ -236,3 +236,22 @@ def json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"key\": 1}}', got {text!r}")
     return value
+
+
+def run_config(args: argparse.Namespace, cls: type, kind: str, example: str) -> Any:
+    """A training command's config from ``--config``/``--set``/``--resume`` (None: a resume keeps the run's).
+
+    ``--config`` is required for a new run (``example`` names a preset in the message); ``--set``
+    needs ``--config``."""
+    from domrand.config import load_config, parse_overrides, replace
+
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, cls, kind=kind)
+    elif not args.resume:
+        raise ValueError(f"--config is required for a new run (e.g. --config {example})")
+    if args.set:
+        if config is None:
+            raise ValueError("--set needs --config (a resume keeps the run's stored config)")
+        config = replace(config, **parse_overrides(args.set))
+    return config

@@ -17,7 +17,7 @@ import shlex
 import sys
 
 from domrand import cli_args
-from domrand.config import dump_yaml, load_config, parse_overrides, replace
+from domrand.config import dump_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,15 +47,7 @@ def main(args: argparse.Namespace) -> int:
     from domrand.generator.distill import DistillConfig, distill
 
     torch.set_num_threads(args.threads)
-    config = None
-    if args.config is not None:
-        config = load_config(args.config, DistillConfig, kind="distill")
-    elif not args.resume:
-        raise ValueError("--config is required for a new run (e.g. --config default)")
-    if args.set:
-        if config is None:
-            raise ValueError("--set needs --config (a resume keeps the run's stored config)")
-        config = replace(config, **parse_overrides(args.set))
+    config = cli_args.run_config(args, DistillConfig, "distill", "default")
     if args.dry_run:
         print(dump_yaml(config) if config is not None else "(the run's stored config)")
         return 0

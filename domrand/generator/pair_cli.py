@@ -19,7 +19,7 @@ import shlex
 import sys
 
 from domrand import cli_args
-from domrand.config import dump_yaml, load_config, parse_overrides, replace
+from domrand.config import dump_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,15 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from domrand.generator.pair_train import PairConfig, train_pair
 
     torch.set_num_threads(args.threads)
-    config = None
-    if args.config is not None:
-        config = load_config(args.config, PairConfig, kind="pair")
-    elif not args.resume:
-        raise ValueError("--config is required for a new run (e.g. --config small64)")
-    if args.set:
-        if config is None:
-            raise ValueError("--set needs --config (a resume keeps the run's stored config)")
-        config = replace(config, **parse_overrides(args.set))
+    config = cli_args.run_config(args, PairConfig, "pair", "small64")
     if args.dry_run:
         print(dump_yaml(config) if config is not None else "(the run's stored config)")
         return 0
