@@ -114,3 +114,16 @@ def summarize(per_seed: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
 def mean_rows(seed: int, rows: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, Any]:
     """One per-seed row averaging ``keys`` over ``rows`` (oracle in sim: the mean over its per-preset models)."""
     return {"seed": seed, **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
+
+
+def run_episode(env: Any, seed: int, act: Callable[[Any], Any]) -> tuple[bool, int]:
+    """One episode from ``env.reset(seed=seed)`` acting with ``act(obs)``: (success at any step, steps)."""
+    obs, info = env.reset(seed=seed)
+    success, done, steps = bool(info.get("is_success", False)), False, 0
+    while not done:
+        obs, _, terminated, truncated, info = env.step(act(obs))
+        success = success or bool(info.get("is_success", False))
+        done = terminated or truncated
+        steps += 1
+    return success, steps
+

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 
-from domrand.transfer.common import Log, derive_seed, mean_rows, progress_bar, split_preset, summarize, torch_device
+from domrand.transfer.common import Log, derive_seed, mean_rows, progress_bar, run_episode, split_preset, summarize, torch_device
 from domrand.transfer.conditions import FrameContext, get_condition
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,17 +40,9 @@ def evaluate_success(
     if preset is not None:  # target-lab: evaluate on the family's test half of looks
         preset = split_preset(preset, "test")
     env = make_control_env(cfg, env_id, "target" if domain == "target" else "sim", preset)
-    wins = 0
     try:
-        for ep in range(episodes):
-            obs, info = env.reset(seed=derive_seed(seed, 977, ep) % (2**31))
-            success, done = bool(info.get("is_success", False)), False
-            while not done:
-                action, _ = model.predict(obs, deterministic=True)
-                obs, _, terminated, truncated, info = env.step(action)
-                success = success or bool(info.get("is_success", False))
-                done = terminated or truncated
-            wins += int(success)
+        wins = sum(run_episode(env, derive_seed(seed, 977, ep) % (2**31), lambda obs: model.predict(obs, deterministic=True)[0])[0]
+                   for ep in range(episodes))  # fmt: skip
     finally:
         env.close()
     return wins / episodes

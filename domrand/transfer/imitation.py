@@ -37,6 +37,7 @@ from domrand.transfer.common import (
     load_npz,
     mean_rows,
     progress_bar,
+    run_episode,
     save_npz,
     split_preset,
     state_seeds,
@@ -202,20 +203,12 @@ def evaluate_policy(
         env = _make_env(cfg, env_id, "sim", None)
     else:
         env = _make_env(cfg, env_id, "target", split_preset(domain, "test"))
-    wins, steps = 0, 0
     try:
-        for seed in state_seeds(cfg, "test", episodes):
-            obs, info = env.reset(seed=seed)
-            success, done = bool(info.get("is_success", False)), False
-            while not done:
-                action = policy.act(obs["pixels"], proprioception(obs["state"]))
-                obs, _, terminated, truncated, info = env.step(action)
-                success = success or bool(info.get("is_success", False))
-                done = terminated or truncated
-                steps += 1
-            wins += int(success)
+        episodes_run = [run_episode(env, seed, lambda obs: policy.act(obs["pixels"], proprioception(obs["state"])))
+                for seed in state_seeds(cfg, "test", episodes)]  # fmt: skip
     finally:
         env.close()
+    wins, steps = sum(s for s, _ in episodes_run), sum(n for _, n in episodes_run)
     return {"success_rate": wins / episodes, "episode_steps": steps / episodes}
 
 
@@ -309,16 +302,8 @@ def evaluate_expert(cfg: "BenchmarkConfig", env_id: str, episodes: int) -> float
     from domrand.envs.experts import expert_action
 
     env = _make_env(cfg, env_id, "sim", None)
-    wins = 0
     try:
-        for seed in state_seeds(cfg, "test", episodes):
-            _, info = env.reset(seed=seed)
-            success, done = bool(info.get("is_success", False)), False
-            while not done:
-                _, _, terminated, truncated, info = env.step(expert_action(env.unwrapped))
-                success = success or bool(info.get("is_success", False))
-                done = terminated or truncated
-            wins += int(success)
+        wins = sum(run_episode(env, seed, lambda obs: expert_action(env.unwrapped))[0] for seed in state_seeds(cfg, "test", episodes))
     finally:
         env.close()
     return wins / episodes
