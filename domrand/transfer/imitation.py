@@ -19,14 +19,12 @@ and in each target preset (``target-lab``: its test half of looks). Success = ``
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from domrand.transfer.common import (
     FRAMES_VERSION,
@@ -45,7 +43,7 @@ from domrand.transfer.common import (
     torch_device,
 )
 from domrand.transfer.conditions import FrameContext, get_condition, with_role
-from domrand.transfer.localization import Localizer, frames_to_input
+from domrand.transfer.localization import Localizer, fit_on_views, frames_to_input
 
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig
@@ -170,25 +168,10 @@ def train_policy(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, 73))
         policy = PixelPolicy(cfg.image_size, ic.width, proprio.mean(0), proprio.std(0)).to(device)
-    frames = torch.from_numpy(np.ascontiguousarray(views))
     prop = torch.from_numpy(proprio)
-    targets = torch.from_numpy(actions)
-    v, n = frames.shape[:2]
-    total = ic.epochs * math.ceil(n / ic.batch_size)
-    opt = torch.optim.AdamW(policy.parameters(), lr=ic.lr, weight_decay=ic.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    policy.train()
-    for _ in range(ic.epochs):
-        order = torch.randperm(n, generator=gen)
-        pick = torch.randint(v, (n,), generator=gen)
-        for j in range(0, n, ic.batch_size):
-            idx = order[j : j + ic.batch_size]
-            loss = F.mse_loss(policy(frames[pick[idx], idx], prop[idx]), targets[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return policy.eval()
+    forward = lambda batch, idx: policy(batch, prop[idx])  # noqa: E731
+    return fit_on_views(policy, views, torch.from_numpy(actions), forward, gen, ic.epochs, ic.batch_size, ic.lr,
+                        ic.weight_decay, device)  # fmt: skip
 
 
 def evaluate_policy(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -102,22 +102,37 @@ def train_localizer(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, 13))
         model = Localizer(cfg.image_size, lc.width).to(device)
-    frames = torch.from_numpy(np.ascontiguousarray(views))
     targets = torch.from_numpy(normalize_xy(labels)).float()
+    forward = lambda batch, idx: model(frames_to_input(batch, device))  # noqa: E731
+    return fit_on_views(model, views, targets, forward, gen, lc.epochs, lc.batch_size, lc.lr, lc.weight_decay, device)
+
+
+def fit_on_views(
+    model: nn.Module,
+    views: np.ndarray,  # uint8 [V, N, H, W, 3]
+    targets: torch.Tensor,  # [N, K] regression targets
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (uint8 frames [B, H, W, 3], their indices [B]) -> [B, K]
+    gen: torch.Generator,  # sample order and view choice
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+) -> nn.Module:
+    """MSE regression for ``epochs`` passes over the N items, one random view of each per pass
+    (AdamW, cosine decay to 0); returns ``model`` in eval mode."""
+    frames = torch.from_numpy(np.ascontiguousarray(views))
     v, n = frames.shape[:2]
-    steps_per_epoch = math.ceil(n / lc.batch_size)
-    total = lc.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(model.parameters(), lr=lc.lr, weight_decay=lc.weight_decay)
+    total = epochs * math.ceil(n / batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     model.train()
-    for _ in range(lc.epochs):
+    for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         pick = torch.randint(v, (n,), generator=gen)
-        for j in range(0, n, lc.batch_size):
-            idx = order[j : j + lc.batch_size]
-            x = frames_to_input(frames[pick[idx], idx], device)
-            y = targets[idx].to(device)
-            loss = F.mse_loss(model(x), y)
+        for j in range(0, n, batch_size):
+            idx = order[j : j + batch_size]
+            loss = F.mse_loss(forward(frames[pick[idx], idx], idx), targets[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
