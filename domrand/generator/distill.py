@@ -33,13 +33,12 @@ from domrand import checkpoint
 from domrand.config import dump_yaml, from_dict
 from domrand.generator import runs
 from domrand.generator.student import StudentConfig, StudentNet
-from domrand.generator.train_loop import run_training
-from domrand.utils import atomic_path, atomic_write_text
+from domrand.generator.train_loop import run_training, start_or_resume
+from domrand.utils import atomic_path
 
 CHECKPOINT_FILES = ("student.safetensors", "train_state.safetensors")
 PAIRS_FILE = "teacher_pairs.npz"
 CONFIG = "config.yaml"
-METRICS = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -287,11 +286,6 @@ class DistillTrainer:
         self.rng.set_state(tensors["rng_state"])
         self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
 
-    def log(self, record: dict[str, Any]) -> None:
-        if self.run_dir is not None:
-            with open(self.run_dir / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, kimg: float | None = None, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
         """Train to ``kimg`` thousand pairs (default the config's) or ``max_seconds``; returns the last metrics."""
@@ -361,21 +355,8 @@ def distill(
         obj = object_masks_of(load_masks(sim_masks, sim_data, R, n_frames=len(frames), progress=progress), read_class_ids(sim_masks))
     out.mkdir(parents=True, exist_ok=True)
     trainer = DistillTrainer(config, bundle, frames, obj, run_dir=out, seed=seed, progress=progress)
-    for p in runs.remove_temp_files(out):
-        print(f"distill: removed {p}, left by an interrupted run", file=sys.stderr)
-    if resume:
-        ckpt = runs.resume_checkpoint(out, CHECKPOINT_FILES, log=lambda m: print(m, file=sys.stderr))
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: no intact checkpoint under {out / 'checkpoints'}")
-        trainer.load_checkpoint(ckpt)
-        runs.trim_metrics(out / METRICS, trainer.step)
-        print(f"distill: resumed {ckpt} (step {trainer.step}, kimg {trainer.kimg:.3f})", file=sys.stderr)
-    else:
-        atomic_write_text(out / CONFIG, dump_yaml(config))
-        setup = {"bundle": str(Path(bundle_path).resolve()), "sim": str(Path(sim_data).resolve()),
-                 "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()), "seed": seed,
-                 "teacher_generator_hash": bundle.info["generator_hash"]}  # fmt: skip
-        atomic_write_text(setup_file, json.dumps(setup, indent=1))
-    with open(out / "command.txt", "a") as f:
-        f.write((command or " ".join(sys.argv)) + "\n")
+    setup = {} if resume else {"bundle": str(Path(bundle_path).resolve()), "sim": str(Path(sim_data).resolve()),
+                            "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()), "seed": seed,
+                            "teacher_generator_hash": bundle.info["generator_hash"]}  # fmt: skip
+    start_or_resume(trainer, out, "distill", CHECKPOINT_FILES, resume, dump_yaml(config), setup, command or " ".join(sys.argv))
     return trainer, trainer.run(kimg, progress=progress, max_seconds=max_seconds)

@@ -72,14 +72,13 @@ from domrand.generator.inverter_losses import (
 )
 from domrand.generator.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from domrand.generator.networks import Discriminator, Generator
-from domrand.generator.train_loop import run_training
+from domrand.generator.train_loop import run_training, start_or_resume
 from domrand.generator.visualize import to_uint8
 from domrand.metrics import to_float_images
-from domrand.utils import atomic_write_text
 
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "E.safetensors", "E_ema.safetensors",
                     "D.safetensors", "train_state.safetensors")  # fmt: skip
-CONFIG, COMMAND, METRICS = "config.yaml", "command.txt", "metrics.jsonl"
+CONFIG = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -409,11 +408,6 @@ class PairTrainer:
             self.augment.set_p(float(tensors["ada_p"]))
             self.ada.load_state_dict(meta["ada"])
 
-    def log(self, record: dict[str, Any]) -> None:
-        if self.run_dir is not None:
-            with open(self.run_dir / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
     # ---- the loop ---------------------------------------------------------------------------
     def run(self, kimg: float | None = None, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
         """Train to ``kimg`` thousand sim frames (default the config's) or ``max_seconds``; returns the last metrics."""
@@ -516,23 +510,11 @@ def train_pair(
         class_ids = read_class_ids(sim_masks)
     trainer = PairTrainer(config, sim, target, masks, class_ids, run_dir=out, seed=seed, init=start)
     out.mkdir(parents=True, exist_ok=True)
-    for p in runs.remove_temp_files(out):
-        print(f"train-pair: removed {p}, left by an interrupted run", file=sys.stderr)
-    if resume:
-        ckpt = runs.resume_checkpoint(out, CHECKPOINT_FILES, log=lambda m: print(m, file=sys.stderr))
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: no intact checkpoint under {out / 'checkpoints'}")
-        trainer.load_checkpoint(ckpt)
-        runs.trim_metrics(out / METRICS, trainer.step)
-        print(f"train-pair: resumed {ckpt} (step {trainer.step}, kimg {trainer.kimg:.3f})", file=sys.stderr)
-    else:
-        atomic_write_text(out / CONFIG, dump_yaml(config))
-        setup = {"sim": str(Path(sim_data).resolve()), "target": str(Path(target_data).resolve()),
-                 "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()),
-                 "init": None if init is None else str(Path(init).resolve()),
-                 "init_hash": None if start is None else checkpoint.weights_hash(start[0]),
-                 "target_limit": target_limit, "seed": seed}  # fmt: skip
-        atomic_write_text(setup_file, json.dumps(setup, indent=1))
-    with open(out / COMMAND, "a") as f:
-        f.write((command or " ".join(sys.argv)) + "\n")
+    setup = {} if resume else {"sim": str(Path(sim_data).resolve()), "target": str(Path(target_data).resolve()),
+                            "sim_masks": None if sim_masks is None else str(Path(sim_masks).resolve()),
+                            "init": None if init is None else str(Path(init).resolve()),
+                            "init_hash": None if start is None else checkpoint.weights_hash(start[0]),
+                            "target_limit": target_limit, "seed": seed}  # fmt: skip
+    start_or_resume(trainer, out, "train-pair", CHECKPOINT_FILES, resume, dump_yaml(config), setup,
+                    command or " ".join(sys.argv))
     return trainer.run(kimg, progress=progress, max_seconds=max_seconds)

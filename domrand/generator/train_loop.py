@@ -2,16 +2,57 @@
 
 A trainer gives ``tc`` (``batch``, ``log_steps``, ``metrics_kimg``, ``snapshot_kimg``), ``nimg``,
 ``step``, ``kimg``, ``run_dir``, ``train_step() -> {name: float}``, ``evaluate() -> {name: float}``,
-``log(record)``, ``save_checkpoint()`` and ``sample_sheet() -> uint8 grid``.
+``save_checkpoint()``, ``load_checkpoint(dir)`` and ``sample_sheet() -> uint8 grid``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from domrand.generator import runs
+from domrand.utils import atomic_write_text
+
+METRICS = "metrics.jsonl"  # one JSON record per line: kind train | eval
+
+
+def append_record(run_dir: Path | None, record: dict[str, Any]) -> None:
+    """Append one record to ``run_dir/metrics.jsonl`` (nothing without a run folder)."""
+    if run_dir is not None:
+        with open(Path(run_dir) / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def start_or_resume(
+    trainer: Any,
+    out: Path,
+    name: str,  # the command, for messages
+    required: Sequence[str],  # the files every checkpoint holds
+    resume: bool,
+    config_text: str,  # a new run's config.yaml
+    setup: dict[str, Any],  # a new run's data.json (its data paths, seed, ...)
+    command: str,  # appended to command.txt
+) -> None:
+    """Prepare ``out`` for ``trainer.run``: remove temp files an interrupted run left; on ``resume``
+    load the newest intact checkpoint and trim ``metrics.jsonl`` to it, else write config.yaml and
+    data.json; append the command line to command.txt."""
+    for p in runs.remove_temp_files(out):
+        print(f"{name}: removed {p}, left by an interrupted run", file=sys.stderr)
+    if resume:
+        ckpt = runs.resume_checkpoint(out, required, log=lambda m: print(m, file=sys.stderr))
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no intact checkpoint under {out / 'checkpoints'}")
+        trainer.load_checkpoint(ckpt)
+        runs.trim_metrics(out / METRICS, trainer.step)
+        print(f"{name}: resumed {ckpt} (step {trainer.step}, kimg {trainer.kimg:.3f})", file=sys.stderr)
+    else:
+        atomic_write_text(out / "config.yaml", config_text)
+        atomic_write_text(out / "data.json", json.dumps(setup, indent=1))
+    with open(out / "command.txt", "a") as f:
+        f.write(command + "\n")
 
 
 def run_training(
@@ -58,14 +99,14 @@ def run_training(
             eta = (total - trainer.nimg) / max(rate, 1e-9)
             record = {"kind": "train", "kimg": round(trainer.kimg, 3), "step": trainer.step, "img_per_s": round(rate, 2),
                       "eta_min": round(eta / 60, 1), **{k: v / count for k, v in accum.items()}}  # fmt: skip
-            trainer.log(record)
+            append_record(trainer.run_dir, record)
             if not progress:
                 print(f"{name}: {summary(record, rate, eta)}", file=sys.stderr, flush=True)
             accum, count, t_log, n_log = {}, 0, now, trainer.nimg
         if trainer.nimg >= next_metric or done:
             next_metric = (trainer.nimg // metric_every + 1) * metric_every
             last = {"kind": "eval", "kimg": round(trainer.kimg, 3), "step": trainer.step, **trainer.evaluate()}
-            trainer.log(last)
+            append_record(trainer.run_dir, last)
             if not progress:
                 print(f"{name}: " + " | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()),
                       file=sys.stderr, flush=True)  # fmt: skip
