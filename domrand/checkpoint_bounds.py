@@ -220,16 +220,17 @@ def check_student(config: Any) -> int:
     _known(config, {"student"}, "")
     net = _mapping(config.get("student"), "student")
     p = "student."
-    _known(net, {"resolution", "w_dim", "channels", "res_blocks"}, p)
+    _known(net, {"resolution", "w_dim", "channels", "res_blocks", "noise_maps"}, p)
     _pow2(net, "resolution", RES_MIN, RES_MAX, p, 64)
     w = _int(net, "w_dim", 1, MAX_DIM, p, 256)
     blocks = _int(net, "res_blocks", 0, 64, p, 2)
+    k = _int(net, "noise_maps", 0, 16, p, 0)
     ch = net.get("channels", [16, 32, 64])
     form = "a list of 2 to 6 integers in [1, 1024]"
     if not isinstance(ch, list) or not 2 <= len(ch) <= 6 or not all(type(c) is int and 1 <= c <= 1024 for c in ch):
         raise ConfigBoundsError(p + "channels", ch, form)
     convs = sum(9 * a * b for a, b in zip([3, *ch[:-1]], ch)) + 2 * blocks * 9 * ch[-1] ** 2
-    decoder = sum(9 * (ch[i + 1] + ch[i]) * ch[i] + 2 * w * ch[i] for i in range(len(ch) - 1))
+    decoder = sum(9 * (ch[i + 1] + ch[i] + k) * ch[i] + 2 * w * ch[i] for i in range(len(ch) - 1))
     return convs + decoder
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from domrand.bundle import STUDENT_FILE, load_bundle, save_bundle
 from domrand.checkpoint import CheckpointError
 from domrand.cli import main as cli_main
 from domrand.config import load_config
-from domrand.generator.distill import DistillConfig, DistillTrainer, distill_losses, log_spectrum, sobel
+from domrand.generator.distill import DistillConfig, DistillTrainer, distill_losses, learning_rate, log_spectrum, sobel
 from domrand.generator.student import StudentConfig, StudentNet
 from domrand.randomizer import StyleRandomizer
 from domrand.transfer import make_untrained_bundle
@@ -65,6 +66,48 @@ def test_student_shapes_round_trip_and_bounds(tmp_path):
         check_student(info)
 
 
+def test_noise_maps_are_the_teachers_constant_noise_and_shape_the_output(teacher_bundle, tmp_path):
+    bundle, _ = teacher_bundle
+    frames, masks = _frames(24, seed=6)
+    cfg = _config()
+    cfg = replace(cfg, student=replace(cfg.student, noise_maps=2, channels=(8, 16, 16)))
+    trainer = DistillTrainer(cfg, bundle, frames, masks, run_dir=None, seed=0, progress=False)
+    S = trainer.student
+    assert S.noise_resolutions() == [16, 8]
+    const = bundle.G.synthesis.sample_noise(1, "cpu", noise_mode="const")
+    for level, r in enumerate(S.noise_resolutions()):
+        want = torch.stack([const[n][0, 0] for n, res in bundle.G.synthesis.noise_layers if res == r])
+        assert torch.equal(getattr(S, f"noise{level}"), want)
+    # The maps are part of the network: they travel with its file and change what it renders.
+    checkpoint.save_network(tmp_path / "s.safetensors", S)
+    S2 = checkpoint.load_network(tmp_path / "s.safetensors", "StudentNet")
+    assert torch.equal(S2.noise0, S.noise0)
+    x, style = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, int(bundle.G.w_dim))
+    with torch.no_grad():
+        for conv in S2.dec:
+            torch.nn.init.normal_(conv.weight, std=0.2)  # a student that uses its inputs
+        before = S2(x, style)
+        S2.load_teacher_noise([torch.zeros(2, 16, 16), torch.zeros(2, 8, 8)])
+        assert not torch.allclose(S2(x, style), before)
+    with pytest.raises(ValueError, match="needs \\[>= 2, 8, 8\\]"):
+        S2.load_teacher_noise([torch.zeros(2, 16, 16), torch.zeros(1, 8, 8)])
+    with pytest.raises(ValueError, match="takes no noise maps"):
+        StudentNet(StudentConfig(resolution=16, w_dim=32, channels=(8, 16))).load_teacher_noise([])
+
+
+def test_cosine_learning_rate_falls_to_zero_and_unknown_schedules_are_refused(teacher_bundle):
+    tc = replace(_config().training, lr=0.01, kimg=2.0, lr_schedule="cosine")
+    assert learning_rate(tc, 0) == pytest.approx(0.01)
+    assert learning_rate(tc, 1000) == pytest.approx(0.005)
+    assert learning_rate(tc, 2000) == pytest.approx(0.0, abs=1e-12) and learning_rate(tc, 5000) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(replace(tc, lr_schedule="constant"), 1500) == 0.01
+    bundle, _ = teacher_bundle
+    frames, masks = _frames(24, seed=6)
+    cfg = replace(_config(), training=replace(tc, lr_schedule="step"))
+    with pytest.raises(ValueError, match="lr_schedule: one of constant, cosine"):
+        DistillTrainer(cfg, bundle, frames, masks, run_dir=None, seed=0, progress=False)
+
+
 def test_losses_are_zero_for_equal_frames_and_see_edges_and_texture():
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     tc = _config().training
@@ -96,7 +139,8 @@ def test_the_student_learns_the_teacher(teacher_bundle, tmp_path):
 def test_resume_continues_exactly(teacher_bundle, tmp_path):
     bundle, _ = teacher_bundle
     frames, masks = _frames(48, seed=1)
-    cfg = _config()
+    cfg = _config()  # with the teacher's noise and a cosine schedule (its rate depends on the step)
+    cfg = replace(cfg, student=replace(cfg.student, noise_maps=1), training=replace(cfg.training, lr_schedule="cosine", kimg=1.0))
     straight = DistillTrainer(cfg, bundle, frames, masks, run_dir=tmp_path / "a", seed=5, progress=False)
     straight.run(kimg=1.0, progress=False)
     half = DistillTrainer(cfg, bundle, frames, masks, run_dir=tmp_path / "b", seed=5, progress=False)
@@ -165,3 +209,26 @@ def test_cli_distills_into_a_bundle_and_errors_are_one_line(teacher_bundle, tmp_
     err = capsys.readouterr().err
     assert "--bundle" in err and "--sim-data" in err and "Traceback" not in err
     assert cli_main(["distill", "--out", str(run), "--resume", "--kimg", "0.4", "--no-progress"]) == 0
+
+
+def test_randomize_command_runs_the_student(teacher_bundle, tmp_path, capsys):
+    from PIL import Image
+
+    _, path = teacher_bundle
+    bundle = make_untrained_bundle(tmp_path / "b", seed=3, student=True)
+    frame = _frames(1, seed=7)[0][0]
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    args = ["randomize", "--input", str(tmp_path / "a.png"), "--bundle", str(bundle), "--n", "2"]
+    assert cli_main([*args, "--out", str(tmp_path / "s"), "--model", "student"]) == 0
+    assert cli_main([*args, "--out", str(tmp_path / "t")]) == 0
+    got = [np.asarray(Image.open(tmp_path / "s" / f"a_{k}.png")) for k in range(2)]
+    rand = StyleRandomizer.from_bundle(bundle, device="cpu", model="student", seed=0)
+    rand.resample([0, 1], seed=[0, 1], immediate=True)
+    want = rand.randomize(np.stack([frame, frame]), [0, 1])
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert not np.array_equal(got[0], np.asarray(Image.open(tmp_path / "t" / "a_0.png")))  # the teacher renders otherwise
+    assert cli_main([*args, "--out", str(tmp_path / "m"), "--model", "student", "--mix", "0.5"]) == 2
+    assert "--mix only apply to --model teacher" in capsys.readouterr().err
+    assert cli_main(["randomize", "--input", str(tmp_path / "a.png"), "--bundle", str(path), "--out", str(tmp_path / "n"),
+                     "--model", "student"]) == 2  # fmt: skip
+    assert "carries none" in capsys.readouterr().err

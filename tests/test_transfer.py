@@ -39,7 +39,7 @@ TINY = {  # an even smaller size than the smoke preset
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+    return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "tiny", student=True)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_bad_config_keys_error_clearly(tmp_path):
 
 
 def test_unknown_condition_names_the_valid_ones(capsys):
-    with pytest.raises(ConfigError, match=r"'bogus'.*valid conditions: none, classic, augment, stylegan, oracle"):
+    with pytest.raises(ConfigError, match=r"'bogus'.*valid conditions: none, classic, augment, stylegan, stylegan-student, oracle"):
         load_benchmark_config("smoke", conditions=("none", "bogus"))
     with pytest.raises(ConfigError, match="valid tasks: localization, imitation, control"):
         load_benchmark_config("smoke", tasks=("locate",))
@@ -183,7 +183,7 @@ def test_unknown_condition_names_the_valid_ones(capsys):
         load_benchmark_config("smoke", target_presets=("target-z",))
     assert cli.main(["benchmark", "--config", "smoke", "--conditions", "none", "bogus", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "bogus" in err and "valid conditions: none, classic, augment, stylegan, oracle" in err
+    assert "bogus" in err and "valid conditions: none, classic, augment, stylegan, stylegan-student, oracle" in err
 
 
 def test_stylegan_without_bundle_is_a_clear_error(tmp_path):
@@ -211,7 +211,7 @@ def test_presets_and_dry_run(capsys):
         cfg = load_config(name, BenchmarkConfig, kind="benchmark")
         assert cfg.name == name
     smoke = load_benchmark_config("smoke")
-    assert smoke.tasks == ("localization",) and set(smoke.conditions) == set(CONDITIONS)
+    assert smoke.tasks == ("localization",) and set(smoke.conditions) == set(CONDITIONS) - {"stylegan-student"}
     full = load_config("taskA", BenchmarkConfig, kind="benchmark")
     assert full.seeds >= 3 and len(full.target_presets) >= 2
     task_b = load_config("taskB", BenchmarkConfig, kind="benchmark")
@@ -261,7 +261,7 @@ def test_a_condition_is_one_registered_class(tmp_path, cache, monkeypatch):
     @register
     class Grey(Condition):
         name = "grey"
-        order = 5
+        order = 9
         role = "baseline"
         color = "#000000"
         about = "sim frames in grey"

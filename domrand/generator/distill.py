@@ -19,6 +19,7 @@ teacher, measured on uint8 frames exactly as the randomizer returns them. Runs r
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -45,12 +46,14 @@ CONFIG = "config.yaml"
 class StudentShape:
     channels: tuple[int, ...] = (16, 32, 64)  # features per level: R, R/2, R/4
     res_blocks: int = 2  # residual blocks at the coarsest level
+    noise_maps: int = 0  # the teacher's constant noise maps fed to each decoder level (2 = all of a StyleGAN2 block)
 
 
 @dataclass(frozen=True)
 class DistillTraining:
     batch: int = 32  # teacher pairs per step
     lr: float = 0.002  # Adam learning rate
+    lr_schedule: str = "constant"  # constant | cosine (to 0 at ``kimg``)
     kimg: float = 120.0  # thousand teacher pairs shown to the student
     styles_per_frame: int = 2  # teacher pairs made per training sim frame (each with its own style)
     max_pairs: int = 8192  # cap on the teacher pairs made (frames x styles)
@@ -70,6 +73,30 @@ class DistillConfig:
     name: str = "custom"
     student: StudentShape = field(default_factory=StudentShape)
     training: DistillTraining = field(default_factory=DistillTraining)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(tc: DistillTraining, nimg: int) -> float:
+    """The learning rate after ``nimg`` pairs under ``tc.lr_schedule``."""
+    if tc.lr_schedule == "constant":
+        return tc.lr
+    if tc.lr_schedule == "cosine":
+        return tc.lr * 0.5 * (1.0 + math.cos(math.pi * min(nimg / max(tc.kimg * 1000.0, 1.0), 1.0)))
+    raise ValueError(f"training.lr_schedule: one of {', '.join(LR_SCHEDULES)}, got {tc.lr_schedule!r}")
+
+
+def teacher_noise_maps(G: Any, resolutions: list[int]) -> list[torch.Tensor]:
+    """The generator's constant noise at each resolution: ``[k_r, r, r]`` per entry of ``resolutions``."""
+    const = G.synthesis.sample_noise(1, next(G.parameters()).device, noise_mode="const")
+    by_res: dict[int, list[torch.Tensor]] = {}
+    for name, r in G.synthesis.noise_layers:
+        by_res.setdefault(int(r), []).append(const[name][0, 0])
+    missing = [r for r in resolutions if r not in by_res]
+    if missing:
+        raise ValueError(f"student noise: the teacher generator has no noise at resolution(s) {missing}; it has {sorted(by_res)}")
+    return [torch.stack(by_res[r]) for r in resolutions]
 
 
 # ---- losses -------------------------------------------------------------------------------------
@@ -180,8 +207,12 @@ class DistillTrainer:
             self.masks, self.hold_masks = object_masks[: len(self.frames)], object_masks[len(self.frames) :]
         self.seed = int(seed)
         torch.manual_seed(self.seed)
+        learning_rate(self.tc, 0)  # checks the schedule's name before any work
         self.student = StudentNet(StudentConfig(resolution=R, w_dim=w_dim, channels=config.student.channels,
-                                                res_blocks=config.student.res_blocks)).to(self.device)  # fmt: skip
+                                                res_blocks=config.student.res_blocks,
+                                                noise_maps=config.student.noise_maps)).to(self.device)  # fmt: skip
+        if config.student.noise_maps:
+            self.student.load_teacher_noise(teacher_noise_maps(bundle.G, self.student.noise_resolutions()))
         self.opt = torch.optim.Adam(self.student.parameters(), lr=self.tc.lr, betas=(0.9, 0.99))
         self.rng = torch.Generator().manual_seed(self.seed)
         self.step = self.nimg = 0
@@ -227,6 +258,8 @@ class DistillTrainer:
         losses = distill_losses(self.student(x, style), y, obj, tc)
         self.opt.zero_grad(set_to_none=True)
         losses["total"].backward()
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(tc, self.nimg)
         self.opt.step()
         self.step += 1
         self.nimg += tc.batch

@@ -8,6 +8,11 @@ frame), residual blocks there, and a decoder whose features are modulated by the
 per-channel scale and shift from an affine map of the style, FiLM) on the fine levels only, like
 the teacher, whose style drives the resolutions above ``keep_resolution``.
 
+With ``noise_maps = k`` each decoder level also takes ``k`` constant noise maps ``[k, r, r]`` (buffers
+copied from the teacher generator's constant noise at that resolution by ``load_teacher_noise``): the
+teacher's fine texture is a fixed spatial pattern of those maps, which a translation-equivariant
+network cannot make up from the frame alone.
+
 It reproduces the teacher with constant fine noise and ``mix = 1`` (``domrand distill`` trains it
 on such pairs); the teacher's per-episode noise is not modelled.
 """
@@ -32,6 +37,7 @@ class StudentConfig:
     w_dim: int = 256  # style code size (the teacher's w_dim)
     channels: tuple[int, ...] = (16, 32, 64)  # features per level: R, R/2, R/4, ...
     res_blocks: int = 2  # residual blocks at the coarsest level
+    noise_maps: int = 0  # constant teacher noise maps fed to each decoder level (0: none)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -61,7 +67,13 @@ class StudentNet(nn.Module):
         self.config = config
         self.enc = nn.ModuleList([_conv(3, ch[0])] + [_conv(ch[i - 1], ch[i], stride=2) for i in range(1, len(ch))])
         self.mid = nn.Sequential(*[_ResBlock(ch[-1]) for _ in range(config.res_blocks)])
-        self.dec = nn.ModuleList([_conv(ch[i + 1] + ch[i], ch[i]) for i in range(len(ch) - 1)])
+        k = int(config.noise_maps)
+        if k < 0:
+            raise ValueError(f"student noise_maps: a count >= 0, got {k}")
+        self.dec = nn.ModuleList([_conv(ch[i + 1] + ch[i] + k, ch[i]) for i in range(len(ch) - 1)])
+        for i in range(len(ch) - 1 if k else 0):  # level i works at R / 2**i
+            r = config.resolution >> i
+            self.register_buffer(f"noise{i}", torch.zeros(k, r, r))
         self.film = nn.ModuleList([nn.Linear(config.w_dim, 2 * ch[i]) for i in range(len(ch) - 1)])
         for lin in self.film:  # start as the identity modulation
             nn.init.zeros_(lin.weight)
@@ -81,10 +93,30 @@ class StudentNet(nn.Module):
         x = self.mid(x)
         for i in reversed(range(len(self.dec))):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            x = self.dec[i](torch.cat([x, skips[i]], dim=1))
+            parts = [x, skips[i]]
+            if self.config.noise_maps:
+                parts.append(getattr(self, f"noise{i}").to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1, -1))
+            x = self.dec[i](torch.cat(parts, dim=1))
             scale, shift = self.film[i](style.to(x.dtype)).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
             x = F.leaky_relu(x * (1 + scale) + shift, 0.2)
         return self.to_rgb(x)
+
+    def noise_resolutions(self) -> list[int]:
+        """The resolution of each decoder level's noise maps (level ``i`` at ``R / 2**i``)."""
+        return [self.config.resolution >> i for i in range(len(self.dec))]
+
+    @torch.no_grad()
+    def load_teacher_noise(self, maps: list[torch.Tensor]) -> None:
+        """Set each decoder level's constant noise: ``maps[i]`` ``[>= noise_maps, r_i, r_i]`` (the first ones are used)."""
+        k = self.config.noise_maps
+        if not k:
+            raise ValueError("student noise: this student takes no noise maps (noise_maps = 0)")
+        if len(maps) != len(self.dec):
+            raise ValueError(f"student noise: {len(self.dec)} levels, got maps for {len(maps)}")
+        for i, (m, r) in enumerate(zip(maps, self.noise_resolutions())):
+            if m.dim() != 3 or m.shape[1:] != (r, r) or m.shape[0] < k:
+                raise ValueError(f"student noise level {i}: needs [>= {k}, {r}, {r}] maps, got {list(m.shape)}")
+            getattr(self, f"noise{i}").copy_(m[:k])
 
     def export_config(self) -> dict[str, Any]:
         return {"student": to_dict(self.config)}

@@ -17,18 +17,22 @@ UNTRAINED_BUNDLE = "untrained:tiny"  # pseudo bundle path: an untrained 16x16 bu
 BUNDLED = "bundled"  # pseudo bundle path: the model packaged with domrand (docs/model_card.md)
 
 
-def make_untrained_bundle(out: str | os.PathLike, seed: int = 0) -> Path:
-    """An untrained 16x16 bundle (``tiny`` generator + ``tiny`` inverter) for machinery checks."""
-    from domrand.bundle import save_bundle
+def make_untrained_bundle(out: str | os.PathLike, seed: int = 0, student: bool = False) -> Path:
+    """An untrained 16x16 bundle (``tiny`` generator + ``tiny`` inverter, with ``student`` a small
+    untrained distilled student too) for machinery checks."""
+    from domrand.bundle import add_student, save_bundle
     from domrand.config import GeneratorConfig, load_config
     from domrand.generator.inverter import Inverter, InverterConfig
     from domrand.generator.networks import Generator
+    from domrand.generator.student import StudentConfig, StudentNet
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = Generator(load_config("tiny", GeneratorConfig).network).eval()
         E = Inverter.for_generator(G, load_config("tiny", InverterConfig, kind="inverter").network, samples=64)
-    return save_bundle(out, G, E)
+        S = StudentNet(StudentConfig(resolution=int(G.img_resolution), w_dim=int(G.w_dim), channels=(8, 16)))
+    path = save_bundle(out, G, E)
+    return add_student(path, S) if student else path
 
 
 def resolve_bundle(cfg: "BenchmarkConfig", cache: Path) -> Path:
@@ -39,7 +43,7 @@ def resolve_bundle(cfg: "BenchmarkConfig", cache: Path) -> Path:
     if cfg.bundle == UNTRAINED_BUNDLE:
         path = cache / "bundles" / "untrained-tiny"
         if not (path / "bundle.json").is_file():
-            make_untrained_bundle(path)
+            make_untrained_bundle(path, student=True)
         return path
     if cfg.bundle == BUNDLED:
         from domrand.bundle import default_bundle_path

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from domrand.config import ConfigError, from_dict, load_config, to_dict
-from domrand.transfer.conditions import condition_names
+from domrand.transfer.conditions import condition_names, get_condition
 
 CONDITIONS = condition_names()  # the registered conditions (domrand/transfer/conditions/), in table order
+DEFAULT_CONDITIONS = tuple(c for c in CONDITIONS if get_condition(c).role != "variant")  # variants only on request
 TASKS = ("localization", "imitation", "control")
 IMITATION_ENVS = ("domrand/Reach-v0", "domrand/Push-v0")  # envs with a scripted expert and proprioception
 
@@ -96,7 +97,7 @@ class StyleConfig:
 class BenchmarkConfig:
     name: str = "custom"  # shown in the table and results.json
     tasks: tuple[str, ...] = ("localization",)  # any of: localization, control
-    conditions: tuple[str, ...] = CONDITIONS  # any of: none, classic, augment, stylegan, oracle
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS  # any of: none, classic, augment, stylegan, stylegan-student, oracle
     seeds: int = 3  # seeds per condition: base_seed .. base_seed + seeds - 1
     base_seed: int = 0  # first seed (model init, sample order, view choice, PPO)
     target_presets: tuple[str, ...] = ("target-a",)  # target domains tested (one table column each)
@@ -196,9 +197,10 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
         ImageAugmenter(kinds=cfg.augment.kinds, **augment_options(cfg))
     except ValueError as exc:
         raise ConfigError(f"augment: {exc}") from None
-    if "stylegan" in cfg.conditions and not cfg.bundle:
+    needs_bundle = [c for c in cfg.conditions if c.startswith("stylegan")]
+    if needs_bundle and not cfg.bundle:
         raise ConfigError(
-            "condition 'stylegan' needs a bundle trained on target-domain imagery (disjoint from the test "
+            f"condition '{needs_bundle[0]}' needs a bundle trained on target-domain imagery (disjoint from the test "
             "frames): set 'bundle:' in the config or pass --bundle PATH (make one with 'domrand bundle'); "
             "or leave it out, e.g. --conditions none classic augment oracle"
         )

@@ -151,8 +151,11 @@ def augment_options(cfg: "BenchmarkConfig") -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg.augment).items() if k != "kinds" and v is not None}
 
 
-def style_options(cfg: "BenchmarkConfig") -> dict[str, Any]:
-    opts = {k: getattr(cfg.stylegan, k) for k in ("psi", "mix", "keep_resolution", "noise")}
+def style_options(cfg: "BenchmarkConfig", model: str = "teacher") -> dict[str, Any]:
+    """The configured ``StyleRandomizer`` options (``stylegan:``) that apply to ``model``: the student
+    renders one way (constant noise, mix 1, the bundle's keep resolution), so it takes only ``psi``."""
+    names = ("psi", "mix", "keep_resolution", "noise") if model == "teacher" else ("psi",)
+    opts = {k: getattr(cfg.stylegan, k) for k in names}
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -165,20 +168,24 @@ def stylegan_views(
     split_key: str,
     progress: bool = False,
     salt: int = 0,
+    model: str = "teacher",
 ) -> np.ndarray:
     """``views`` style randomizations of sim frames (a new style per frame), cached per bundle.
 
-    ``salt`` picks another style stream (the in-domain test frames use 1, training frames 0).
+    ``salt`` picks another style stream (the in-domain test frames use 1, training frames 0);
+    ``model``: the bundle's teacher (inverter + generator) or its distilled student (same styles).
     """
     key = content_hash({"v": FRAMES_VERSION, "frames": split_key, "views": views, "bundle": bundle_fingerprint(bundle),
-                "opts": style_options(cfg), "data_seed": cfg.data_seed, **({"salt": salt} if salt else {})})
-    path = cache / "frames" / f"stylegan-{frames.shape[0]}-{key}.npz"
+                "opts": style_options(cfg, model), "data_seed": cfg.data_seed, **({"salt": salt} if salt else {}),
+                **({"model": model} if model != "teacher" else {})})  # fmt: skip
+    prefix = "stylegan" if model == "teacher" else f"stylegan-{model}"
+    path = cache / "frames" / f"{prefix}-{frames.shape[0]}-{key}.npz"
     data = load_npz(path)
     if data is not None:
         return data["frames"]
     from domrand.randomizer import StyleRandomizer
 
-    rand = StyleRandomizer.from_bundle(bundle, device=cfg.device, **style_options(cfg))
+    rand = StyleRandomizer.from_bundle(bundle, device=cfg.device, model=model, **style_options(cfg, model))
     n = frames.shape[0]
     chunk = max(1, min(64, rand.max_batch))
     out = np.zeros((views, *frames.shape), np.uint8)

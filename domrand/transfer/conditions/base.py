@@ -23,16 +23,18 @@ class FrameContext:
     progress: bool = False
     shared: dict[str, Any] = field(default_factory=dict)  # objects made once per run (the style randomizer)
 
-    def randomizer(self):
-        """The ``StyleRandomizer`` of ``bundle`` (made once, shared by every use in the run)."""
+    def randomizer(self, model: str = "teacher"):
+        """The ``StyleRandomizer`` of ``bundle`` running ``model`` (teacher | student; made once per
+        model, shared by every use in the run)."""
         if self.bundle is None:
-            raise ValueError("condition 'stylegan' needs a bundle (config 'bundle:' or --bundle)")
-        if "randomizer" not in self.shared:
+            raise ValueError("the stylegan conditions need a bundle (config 'bundle:' or --bundle)")
+        name = "randomizer" if model == "teacher" else f"randomizer-{model}"
+        if name not in self.shared:
             from domrand.randomizer import StyleRandomizer
             from domrand.transfer.frames import style_options
 
-            self.shared["randomizer"] = StyleRandomizer.from_bundle(self.bundle, device=self.cfg.device, **style_options(self.cfg))
-        return self.shared["randomizer"]
+            self.shared[name] = StyleRandomizer.from_bundle(self.bundle, device=self.cfg.device, model=model, **style_options(self.cfg, model))
+        return self.shared[name]
 
 
 class Condition:
@@ -45,7 +47,8 @@ class Condition:
 
     name: ClassVar[str]
     order: ClassVar[int]  # position in tables and plots
-    role: ClassVar[str]  # "reference" (no randomization), "baseline", "candidate" (stylegan), "ceiling" (oracle)
+    role: ClassVar[str]  # "reference" (none), "baseline", "candidate" (stylegan), "variant" (a stand-in for
+    #                      the candidate, compared with it but not part of the bars), "ceiling" (oracle)
     color: ClassVar[str]  # plot colour
     about: ClassVar[str]  # one line: what its training frames are
     visual_domain: ClassVar[str] = "sim"  # the env domain it renders (control envs, frame sources)

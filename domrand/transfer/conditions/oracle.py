@@ -11,7 +11,7 @@ from domrand.transfer.conditions.base import Condition, FrameContext
 @register
 class TargetOracle(Condition):
     name = "oracle"
-    order = 4
+    order = 5
     role = "ceiling"
     color = "#9467bd"
     about = "target-domain frames directly, one model per target preset (the ceiling)"
