@@ -15,7 +15,7 @@ Gradients
 * Double backward (R1 and path-length regularization call ``torch.autograd.grad(...,
   create_graph=True)``): when a backward runs with grad mode on, ``bias_act``, ``noise_bias_act``
   and ``modulation_coefficients`` recompute their gradient through the PyTorch reference (under
-  ``dispatch.reference_only()``), so the result is differentiable again by ordinary autograd.
+  ``ops.reference_only()``), so the result is differentiable again by ordinary autograd.
   ``upfirdn2d`` needs no fall-back. This is tested on CPU with the emulated kernels.
 
 STATUS: validated on CPU through the emulated kernels and on a GPU (H200; docs/cuda.md).
@@ -23,20 +23,31 @@ STATUS: validated on CPU through the emulated kernels and on a GPU (H200; docs/c
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
-from domrand.cuda import dispatch, launch
+from domrand.cuda import launch
+from domrand.generator import ops
+
+_runner_lookup: Callable[[torch.device], Any] | None = None  # set by domrand.cuda.dispatch
+
+
+def set_runner_lookup(lookup: Callable[[torch.device], Any]) -> None:
+    """How a wrapper called without ``runner`` finds the kernel runner of a device (the dispatch's)."""
+    global _runner_lookup
+    _runner_lookup = lookup
 
 
 def _runner(x: torch.Tensor, runner: Any) -> Any:
-    return runner if runner is not None else dispatch.runner_for(x.device)
+    if runner is not None:
+        return runner
+    if _runner_lookup is None:
+        raise RuntimeError("domrand.cuda.autograd: no kernel runner given and none registered (import domrand.cuda)")
+    return _runner_lookup(x.device)
 
 
 def _resolve_act(act: str, alpha: float | None, gain: float | None) -> tuple[float, float]:
-    from domrand.generator import ops
-
     _, default_alpha, default_gain = ops._activation(act)  # raises ValueError for unknown names
     if act not in launch.ACT_CODES:
         raise ValueError(f"no CUDA kernel for activation {act!r}")
@@ -54,7 +65,7 @@ def _reference_grads(fn, inputs: Sequence[torch.Tensor | None], needs: Sequence[
     grads: list[torch.Tensor | None] = [None] * len(inputs)
     if not wanted:
         return grads
-    with dispatch.reference_only(), torch.enable_grad():
+    with ops.reference_only(), torch.enable_grad():
         y = fn(*inputs)
         got = torch.autograd.grad(y, [inputs[i] for i in wanted], grad_out, create_graph=True, allow_unused=True)
     for i, g in zip(wanted, got):
@@ -80,8 +91,6 @@ class _BiasAct(torch.autograd.Function):
         dim, act, alpha, gain, clamp = ctx.params
         needs = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # create_graph=True: differentiable gradients via the reference
-            from domrand.generator import ops
-
             def ref(x_, b_):
                 return ops.bias_act(x_, b_, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
@@ -132,8 +141,6 @@ def noise_bias_act_reference(
     x ``[N, C, H, W]``; noise ``[N|1, 1, H, W]`` (broadcast over channels) or ``None``;
     strength a scalar (tensor or float; ``None`` means 1).
     """
-    from domrand.generator import ops
-
     if noise is not None:
         scaled = noise if strength is None else noise * strength
         x = x + scaled.to(x.dtype)
@@ -251,8 +258,6 @@ def upfirdn2d(
     runner: Any = None,
 ) -> torch.Tensor:
     """CUDA ``ops.upfirdn2d`` (same arguments and output)."""
-    from domrand.generator import ops
-
     if x.ndim != 4:
         raise ValueError(f"x: expected shape [N, C, H, W], got {list(x.shape)}")
     upx, upy = ops._pair(up, "up")
@@ -284,8 +289,6 @@ class _ModulationCoefficients(torch.autograd.Function):
         weight, styles, d = ctx.saved_tensors
         needs = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():
-            from domrand.generator import ops
-
             def ref(w_, s_):
                 return ops.modulation_coefficients(w_, s_, True, ctx.eps)
 

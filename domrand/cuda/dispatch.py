@@ -29,16 +29,18 @@ Importing this module imports neither PyCUDA nor the kernels; ``available()`` do
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
+
+from domrand.cuda import autograd, cache, launch, selfcheck
+from domrand.generator import ops
 
 ENV_VAR = "DOMRAND_OPS"
 MODES = ("auto", "torch", "cuda")
@@ -108,18 +110,7 @@ def current_mode() -> str:
 # --------------------------------------------------------------------------------------------
 # reference_only()
 
-_local = threading.local()
-
-
-@contextlib.contextmanager
-def reference_only() -> Iterator[None]:
-    """Within this block (on this thread) every op uses the PyTorch reference."""
-    prev = getattr(_local, "reference_only", False)
-    _local.reference_only = True
-    try:
-        yield
-    finally:
-        _local.reference_only = prev
+reference_only = ops.reference_only  # within this block (on this thread) every op uses the PyTorch reference
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,9 +136,8 @@ def check_requirements() -> str | None:
             reasons.append("PyCUDA is not installed (pip install \"domrand[cuda]\"; it needs the CUDA toolkit)")
         else:
             reasons.append(f"PyCUDA failed to import: {type(exc).__name__}: {exc}")
-    from domrand.cuda.cache import find_nvcc
 
-    if find_nvcc() is None:
+    if cache.find_nvcc() is None:
         reasons.append("nvcc (CUDA toolkit) was not found on PATH, CUDA_HOME or CUDA_PATH")
     return "; ".join(reasons) if reasons else None
 
@@ -164,8 +154,6 @@ def build_runner(device_index: int) -> Any:
     Validated on an H200 (docs/cuda.md).
     """
     import pycuda.driver as drv
-
-    from domrand.cuda import cache, launch
 
     torch.cuda.init()
     with torch.cuda.device(device_index):
@@ -292,9 +280,6 @@ class Backend:
 
 def _run_selfcheck(op_name: str, device: torch.device, runner: Any) -> str | None:
     """Check one op's kernel against its reference; report and return the figures on a mismatch."""
-    from domrand.cuda import autograd, selfcheck
-    from domrand.generator import ops
-
     kernel = autograd.IMPLEMENTATIONS[op_name]
     reference = autograd.noise_bias_act_reference if op_name == "noise_bias_act" else getattr(ops, op_name)
     result = selfcheck.check_op(
@@ -384,7 +369,7 @@ def maybe_cuda(op_name: str, *tensors: Any) -> Callable | None:
             if reason is not None:
                 raise CudaUnavailableError(f"{ENV_VAR}=cuda but the CUDA kernels are unavailable: {reason}")
         return None
-    if mode == "torch" or getattr(_local, "reference_only", False):
+    if mode == "torch" or ops.reference_only_active():
         return None
     if op_name not in OPS:
         raise ValueError(f"maybe_cuda: unknown op {op_name!r}; known: {', '.join(OPS)}")
@@ -401,6 +386,10 @@ def maybe_cuda(op_name: str, *tensors: Any) -> Callable | None:
         if mode == "cuda" and mismatch != "self-check in progress":
             raise CudaUnavailableError(f"{ENV_VAR}=cuda but {mismatch}")
         return None
-    from domrand.cuda import autograd
-
     return autograd.IMPLEMENTATIONS[op_name]
+
+
+# Plug in: the ops ask maybe_cuda first; the kernels' autograd wrappers find their runner here
+# (looked up at call time, so tests may replace runner_for).
+autograd.set_runner_lookup(lambda device: runner_for(device))
+ops.register_accelerator(maybe_cuda)

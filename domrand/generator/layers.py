@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import domrand.cuda  # noqa: F401  (plugs the CUDA kernels into ops: ops.register_accelerator)
 from domrand.generator import ops
 
 

@@ -6,26 +6,67 @@
 * ``modulated_conv2d``: StyleGAN2 style modulation and demodulation, fused or non-fused.
 
 Everything here is differentiable (twice, as R1 and path-length regularization need) through
-ordinary autograd. ``domrand.cuda`` provides the same functions as CUDA kernels; dispatch
-(``domrand.cuda.dispatch``) decides which one runs, so callers import from here.
+ordinary autograd. Callers import the ops from here; a fast backend plugs in through
+``register_accelerator``: at the top of each op it is asked for an implementation for these tensors
+and the reference below runs when it answers ``None`` (or when none is registered). ``domrand.cuda``
+registers its CUDA kernels this way when it is imported (``domrand.generator.layers`` imports it), so
+this module imports nothing of domrand but the shape-check helper.
 
-All images are ``[N, C, H, W]``. Besides the shape-check helper, this module imports only the
-CUDA dispatch switch (``domrand.cuda.dispatch``), which never imports PyCUDA at load time and
-returns ``None`` at once for CPU tensors.
+All images are ``[N, C, H, W]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from domrand.cuda import dispatch
 from domrand.utils import assert_shape
 
 Padding = int | Sequence[int]
+
+# --------------------------------------------------------------------------------------------
+# The registration point of fast backends
+
+Accelerator = Callable[..., Callable | None]  # (op_name, *tensors) -> an implementation or None
+_accelerator: Accelerator | None = None
+_local = threading.local()
+
+
+def register_accelerator(accelerator: Accelerator | None) -> Accelerator | None:
+    """Plug a fast backend into the ops (``None`` unplugs it); returns the one it replaces.
+
+    ``accelerator(op_name, *tensors)`` is called at the top of ``upfirdn2d``, ``bias_act`` and
+    ``modulation_coefficients`` with the op's tensor arguments (main input first) and returns a
+    callable taking the op's own arguments, or ``None`` to run the reference."""
+    global _accelerator
+    old, _accelerator = _accelerator, accelerator
+    return old
+
+
+def _fast(op_name: str, *tensors: torch.Tensor | None) -> Callable | None:
+    return None if _accelerator is None else _accelerator(op_name, *tensors)
+
+
+@contextlib.contextmanager
+def reference_only() -> Iterator[None]:
+    """Within this block (on this thread) a registered backend is asked to run the reference
+    (``reference_only_active()``), e.g. to differentiate a kernel's backward through the ops."""
+    prev = getattr(_local, "reference_only", False)
+    _local.reference_only = True
+    try:
+        yield
+    finally:
+        _local.reference_only = prev
+
+
+def reference_only_active() -> bool:
+    """Whether this thread is inside ``reference_only()``."""
+    return bool(getattr(_local, "reference_only", False))
 
 # --------------------------------------------------------------------------------------------
 # FIR filters and upfirdn2d
@@ -103,7 +144,7 @@ def upfirdn2d(
     """
     if x.ndim != 4:
         raise ValueError(f"x: expected shape [N, C, H, W], got {list(x.shape)}")
-    impl = dispatch.maybe_cuda("upfirdn2d", x, f)
+    impl = _fast("upfirdn2d", x, f)
     if impl is not None:
         return impl(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     upx, upy = _pair(up, "up")
@@ -217,7 +258,7 @@ def bias_act(
     """
     fn, default_alpha, default_gain = _activation(act)
     dim %= x.ndim
-    impl = dispatch.maybe_cuda("bias_act", x, b)
+    impl = _fast("bias_act", x, b)
     if impl is not None:
         return impl(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
     alpha = default_alpha if alpha is None else float(alpha)
@@ -292,7 +333,7 @@ def modulation_coefficients(
     """
     if not demodulate:
         return None
-    impl = dispatch.maybe_cuda("modulation_coefficients", weight, styles)
+    impl = _fast("modulation_coefficients", weight, styles)
     if impl is not None:
         return impl(weight, styles, demodulate, eps)
     w2 = weight.square().sum(dim=[2, 3])  # [O, I]

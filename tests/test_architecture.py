@@ -1,0 +1,109 @@
+"""The package's layering (docs/architecture.md), read from the source: imports flow one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import domrand
+
+ROOT = Path(domrand.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``{module: the domrand modules it imports}``, counting imports anywhere in the file (also inside
+    functions) except under ``if TYPE_CHECKING:`` (annotations only)."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for mod, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(n) for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for n in ast.walk(block)
+        }  # fmt: skip
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            targets |= {t for n in names if n.startswith("domrand") and (t := resolve(n)) not in (None, mod)}
+        graph[mod] = targets
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    assert import_cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_sees_a_circle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_ops_are_a_leaf_and_the_cuda_backend_plugs_into_them():
+    graph = import_graph()
+    assert graph["domrand.generator.ops"] <= {"domrand.utils"}, graph["domrand.generator.ops"]
+    assert "domrand.generator.ops" in graph["domrand.cuda.dispatch"]
+    import domrand.cuda.dispatch as dispatch
+    import domrand.generator.layers  # noqa: F401  (the networks' import plugs the backend in)
+    from domrand.generator import ops
+
+    assert ops._accelerator is dispatch.maybe_cuda
+
+
+def test_networks_never_import_training_wrappers_benchmarks_or_commands():
+    graph = import_graph()
+    low = ["domrand.generator.ops", "domrand.generator.layers", "domrand.generator.networks",
+           "domrand.generator.student", *[m for m in graph if m.startswith("domrand.cuda")]]  # fmt: skip
+    upper = ("domrand.wrappers", "domrand.transfer", "domrand.benchmarks", "domrand.cli", "domrand.randomizer")
+    for mod in low:
+        bad = sorted(t for t in graph[mod] if t.startswith(upper) or t.endswith("_cli") or "train" in t.rpartition(".")[2])
+        assert not bad, f"{mod} imports {bad}"
