@@ -29,16 +29,24 @@ Figures (``results``):
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from domrand import cli_args
+from domrand.bundle import Bundle, load_bundle
+from domrand.envs.look_spread import frame_mean_colour_spread
+from domrand.generator.dataset import load_images
+from domrand.generator.inverter import render
+from domrand.generator.inverter_losses import class_squared_errors
+from domrand.generator.visualize import image_grid, save_png
+from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
+from domrand.metrics import psnr, swd, to_float_images
+from domrand.randomizer import StyleRandomizer
+from domrand.transfer.config import BenchmarkConfig, LocalizationConfig
+from domrand.transfer.localization import localization_errors, predict_xy, train_localizer
 
 
 def read_object_xy(folder: str | Path, n: int | None = None) -> np.ndarray:
@@ -55,8 +63,6 @@ def read_object_xy(folder: str | Path, n: int | None = None) -> np.ndarray:
 
 
 def _load_frames(folder: str | Path, resolution: int, limit: int | None) -> np.ndarray:
-    from domrand.generator.dataset import load_images
-
     images = load_images(Path(folder) / "frames", resolution, progress=False, min_images=2)
     return images if limit is None else images[:limit]
 
@@ -64,8 +70,6 @@ def _load_frames(folder: str | Path, resolution: int, limit: int | None) -> np.n
 def randomized_styles(bundle: Any, frames: np.ndarray, styles: int, seed: int = 0, model: str = "teacher") -> np.ndarray:
     """``[styles, N, H, W, 3]``: every frame randomized with ``styles`` style seeds through ``StyleRandomizer``
     (``bundle``: a path or a loaded ``bundle.Bundle``; ``model``: teacher or the bundle's distilled student)."""
-    from domrand.randomizer import StyleRandomizer
-
     R = StyleRandomizer.from_bundle(bundle, device="cpu", seed=seed, model=model)
     ids = list(range(len(frames)))
     out = []
@@ -78,10 +82,6 @@ def randomized_styles(bundle: Any, frames: np.ndarray, styles: int, seed: int = 
 @torch.no_grad()
 def sim_reconstruction(b: Any, frames: np.ndarray, masks: np.ndarray | None, object_id: int | None) -> dict[str, float]:
     """PSNR of ``G(E(x))`` (E's ws and spatial latent, const noise) and its object PSNR; ``b`` a loaded ``bundle.Bundle``."""
-    from domrand.generator.inverter import render
-    from domrand.generator.inverter_losses import class_squared_errors
-    from domrand.metrics import psnr, to_float_images
-
     x = to_float_images(frames)
     recs = [render(b.G, b.E(x[i : i + 64]), b.E.keep_resolution).clamp(-1, 1) for i in range(0, len(x), 64)]
     rec = torch.cat(recs)
@@ -95,9 +95,6 @@ def sim_reconstruction(b: Any, frames: np.ndarray, masks: np.ndarray | None, obj
 
 def train_probe(frames: np.ndarray, xy: np.ndarray, epochs: int, seed: int = 0):
     """The oracle probe: the transfer benchmark's localizer trained on target frames."""
-    from domrand.transfer import BenchmarkConfig, LocalizationConfig
-    from domrand.transfer.localization import train_localizer
-
     cfg = BenchmarkConfig(image_size=frames.shape[1], localization=LocalizationConfig(epochs=epochs))
     return train_localizer(frames[None], xy, cfg, seed, torch.device("cpu"))
 
@@ -117,12 +114,6 @@ def evaluate_bundle(
     model: str = "teacher",
 ) -> dict[str, Any]:
     """All figures of the module docstring for one bundle (see there)."""
-    from domrand.bundle import Bundle, load_bundle
-    from domrand.envs.look_spread import frame_mean_colour_spread
-    from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
-    from domrand.metrics import swd
-    from domrand.transfer.localization import localization_errors, predict_xy
-
     path = str(getattr(bundle, "path", bundle))
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, device="cpu")
     res = int(bundle.G.img_resolution)
@@ -169,49 +160,6 @@ def evaluate_bundle(
 
 def save_sheet(path: str | Path, sim: np.ndarray, rand: np.ndarray, rows: int = 8) -> None:
     """PNG: per row a sim frame and its randomizations."""
-    from domrand.generator.visualize import image_grid, save_png
-
     cells = [sim[:rows]] + [r[:rows] for r in rand]
     grid = np.stack(cells, 1).reshape(-1, *sim.shape[1:])
     save_png(path, image_grid(grid, len(cells), pad=1), 2)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, help="bundle folder or file")
-    parser.add_argument("--target-frames", required=True, help="export-frames --masks folder of target frames: trains the segmenter")
-    parser.add_argument("--probe-frames", required=True, help="export-frames folder of target frames with labels: trains the cube localizer")
-    parser.add_argument("--target-eval-frames", required=True, help="held-out target frames (export-frames --masks folder)")
-    parser.add_argument("--sim-frames", required=True, help="sim frames to randomize and score (export-frames --masks folder)")
-    parser.add_argument("--styles", type=cli_args.positive_int, default=4, help="style seeds per sim frame")
-    parser.add_argument("--seg-steps", type=cli_args.positive_int, default=400, help="segmenter training steps")
-    parser.add_argument("--probe-epochs", type=cli_args.positive_int, default=30, help="localizer training epochs")
-    parser.add_argument("--max-images", type=cli_args.positive_int, default=None, help="use at most this many eval/sim frames")
-    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0)
-    parser.add_argument("--model", choices=("teacher", "student"), default="teacher",
-                        help="randomize with the teacher (inverter + generator) or the bundle's distilled student")  # fmt: skip
-    parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
-    parser.add_argument("--sheet", default=None, help="write a PNG: sim frames and their randomizations")
-    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
-
-
-def main(args: argparse.Namespace) -> int:
-    from domrand.utils import atomic_write_text
-
-    from domrand.bundle import load_bundle
-
-    torch.set_num_threads(args.threads)
-    bundle = load_bundle(args.bundle, device="cpu")
-    result = evaluate_bundle(bundle, args.target_frames, args.probe_frames, args.target_eval_frames, args.sim_frames,
-                             styles=args.styles, seg_steps=args.seg_steps, probe_epochs=args.probe_epochs,
-                             max_images=args.max_images, seed=args.seed, model=args.model)  # fmt: skip
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text + "\n")
-    if args.sheet:
-        from domrand.geometry import load_frames_with_masks
-
-        sim, _, _ = load_frames_with_masks(args.sim_frames, int(bundle.G.img_resolution), limit=8)
-        save_sheet(args.sheet, sim, randomized_styles(bundle, sim, 6, args.seed, args.model))
-    return 0

@@ -13,45 +13,29 @@ import os
 import sys
 from typing import Sequence
 
+from domrand.commands import CommandParser, DefaultsHelp
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("domrand.demo", "run an env with the bundled model and write a grid PNG and an episode GIF"),
-    "train-generator": ("domrand.generator.train_cli", "train a StyleGAN2 generator on a folder of images"),
-    "generate": ("domrand.generate", "images from a generator by seed (--trunc) and a style-mixing figure"),
-    "eval-generator": ("domrand.generator.eval_cli", "compute SWD (and FID with a local Inception file) for a run"),
-    "train-inverter": ("domrand.generator.inverter_cli", "train the encoder that inverts frames into W+"),
-    "train-pair": ("domrand.generator.pair_cli", "train a sim/target-aligned generator + inverter pair (layout from the sim frame)"),
-    "distill": ("domrand.generator.distill_cli", "train a small student network to stand in for a bundle's randomizer (fast)"),
-    "eval-inverter": ("domrand.generator.inverter_eval", "reconstruction PSNR/SSIM, geometry score, latency"),
-    "eval-bundle": ("domrand.bundle_eval", "a bundle's geometry, oracle probe, SWD, diversity and sim reconstruction via StyleRandomizer"),
-    "bundle": ("domrand.bundle", "pack a generator and its inverter into a randomizer bundle"),
-    "randomize": ("domrand.randomize_cli", "randomize your own frames (a folder or an image) with a bundle"),
-    "collect": ("domrand.collect", "frames from any Gymnasium env (pixels or render()) to train a bundle for it"),
-    "export-frames": ("domrand.envs.export", "render frames (+labels, masks) from a domrand env"),
-    "speed": ("domrand.benchmarks.cli", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer (also: bench)"),
-    "transfer": ("domrand.transfer.command", "transfer benchmark: does StyleGAN randomization beat the baselines? (also: benchmark)"),
-    "bench": ("domrand.benchmarks.cli", "the same as 'domrand speed' (the old name)"),
-    "benchmark": ("domrand.transfer.command", "the same as 'domrand transfer' (the old name)"),
+    "demo": ("domrand.commands.demo", "run an env with the bundled model and write a grid PNG and an episode GIF"),
+    "train-generator": ("domrand.commands.train_generator", "train a StyleGAN2 generator on a folder of images"),
+    "generate": ("domrand.commands.generate", "images from a generator by seed (--trunc) and a style-mixing figure"),
+    "eval-generator": ("domrand.commands.eval_generator", "compute SWD (and FID with a local Inception file) for a run"),
+    "train-inverter": ("domrand.commands.train_inverter", "train the encoder that inverts frames into W+"),
+    "train-pair": ("domrand.commands.train_pair", "train a sim/target-aligned generator + inverter pair (layout from the sim frame)"),
+    "distill": ("domrand.commands.distill", "train a small student network to stand in for a bundle's randomizer (fast)"),
+    "eval-inverter": ("domrand.commands.eval_inverter", "reconstruction PSNR/SSIM, geometry score, latency"),
+    "eval-bundle": ("domrand.commands.eval_bundle", "a bundle's geometry, oracle probe, SWD, diversity and sim reconstruction via StyleRandomizer"),
+    "bundle": ("domrand.commands.bundle", "pack a generator and its inverter into a randomizer bundle"),
+    "randomize": ("domrand.commands.randomize", "randomize your own frames (a folder or an image) with a bundle"),
+    "collect": ("domrand.commands.collect", "frames from any Gymnasium env (pixels or render()) to train a bundle for it"),
+    "export-frames": ("domrand.commands.export_frames", "render frames (+labels, masks) from a domrand env"),
+    "speed": ("domrand.commands.speed", "speed and memory benchmarks: generator, env, wrapper, vector, randomizer (also: bench)"),
+    "gpu-check": ("domrand.commands.gpu_check", "the prepared GPU check: kernels, speed, precision and a training run on one GPU, one output folder"),
+    "transfer": ("domrand.commands.transfer", "transfer benchmark: does StyleGAN randomization beat the baselines? (also: benchmark)"),
+    "bench": ("domrand.commands.speed", "the same as 'domrand speed' (the old name)"),
+    "benchmark": ("domrand.commands.transfer", "the same as 'domrand transfer' (the old name)"),
 }
-
-
-class _DefaultsHelp(argparse.HelpFormatter):
-    """Help that shows each option's default, except when it is None or False (nothing to show)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if "%(default)" in text or default in (None, False, argparse.SUPPRESS) or default == [] or "default" in text.lower():
-            return text
-        return text + " (default: %(default)s)"
-
-
-class _Parser(argparse.ArgumentParser):
-    """A command's parser: a bad argument is one line (``domrand CMD: error: ...``) and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        message = " ".join(str(message).split())
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _show_traceback(args: argparse.Namespace) -> bool:
@@ -109,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandUnavailable as exc:
         print(f"domrand: {exc}", file=sys.stderr)
         return 2
-    sub = _Parser(prog=f"domrand {name}", description=COMMANDS[name][1], formatter_class=_DefaultsHelp)
+    sub = CommandParser(prog=f"domrand {name}", description=COMMANDS[name][1], formatter_class=DefaultsHelp)
     module.add_arguments(sub)
-    args = sub.parse_args(rest)  # --help exits 0; a bad argument exits 2 after one line (_Parser.error)
+    args = sub.parse_args(rest)  # --help exits 0; a bad argument exits 2 after one line (CommandParser.error)
     args.command_name = name  # the name it was called by (commands with sub-targets name themselves with it)
     from domrand.cuda.dispatch import CudaUnavailableError
 

@@ -21,7 +21,6 @@ Writes ``DIR/frames/000000.png ...``, ``DIR/index.csv`` (frame, episode, step) a
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib
 import json
@@ -30,9 +29,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import cv2
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+from tqdm import tqdm
 
-from domrand import cli_args
+from domrand.envs.experts import expert_action
 from domrand.frames import FIT_MODES, fit_frames
 
 
@@ -43,8 +45,6 @@ def _image_shape(space: Any) -> bool:
 
 def frame_source(env: Any, obs_key: str | None = None) -> tuple[str, str | None]:
     """``("obs", None)``, ``("obs", key)`` or ``("render", None)``: where an env's frames come from."""
-    from gymnasium import spaces
-
     space = env.observation_space
     if obs_key is not None:
         if not isinstance(space, spaces.Dict) or obs_key not in space.spaces:
@@ -84,8 +84,6 @@ def load_policy(spec: str, env: Any) -> Callable[[Any, Any], Any]:
     if spec == "random":
         return lambda e, obs: e.action_space.sample()
     if spec == "expert":
-        from domrand.envs.experts import expert_action
-
         if not str(getattr(env.spec, "id", "")).startswith("domrand/"):
             raise ValueError(f"--policy expert: scripted experts exist for the domrand envs only, not {env.spec.id}; use random or MODULE:FUNCTION")
         return lambda e, obs: expert_action(e.unwrapped)
@@ -103,10 +101,6 @@ def load_policy(spec: str, env: Any) -> Callable[[Any, Any], Any]:
 
 def make_env(env_id: str, kwargs: dict[str, Any], obs_key: str | None, source: str = "auto") -> tuple[Any, str, str | None]:
     """The env plus its frame source; ``render`` sources get ``render_mode="rgb_array"`` unless set."""
-    import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the domrand envs)
-
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
@@ -139,8 +133,6 @@ def collect(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``n`` frames of ``env_id`` to ``out`` (see the module docstring); returns the manifest."""
-    from tqdm import tqdm
-
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise ValueError(f"{out} already holds a collection (manifest.json); choose another --out or pass --overwrite")
@@ -184,29 +176,3 @@ def collect(
                 "original_size": list(original or ()), "command": "domrand " + " ".join(sys.argv[1:])}  # fmt: skip
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="any registered Gymnasium env id (e.g. CartPole-v1, domrand/Reach-v0)")
-    parser.add_argument("--env-kwargs", type=cli_args.json_object, default=None, help="JSON object of gym.make keyword arguments")
-    parser.add_argument("--policy", default="random", help="random | expert (domrand envs) | MODULE:FUNCTION called as FUNCTION(env, obs)")
-    parser.add_argument("--n", type=cli_args.positive_int, required=True, help="number of frames to write")
-    parser.add_argument("--out", required=True, help="output folder (frames/, index.csv, manifest.json)")
-    parser.add_argument("--size", type=cli_args.positive_int, default=64, help="side of the square frames written (default 64)")
-    parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="non-square frames: pad (keep aspect, default), crop or stretch")
-    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="seed of the first reset and of the action space")
-    parser.add_argument("--every", type=cli_args.positive_int, default=1, help="keep every k-th step's frame")
-    parser.add_argument("--obs-key", default=None, help="the image entry of a Dict observation")
-    parser.add_argument("--source", choices=("auto", "obs", "render"), default="auto", help="frames from the observation or env.render()")
-    parser.add_argument("--overwrite", action="store_true", help="write into a folder that holds a collection")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
-
-
-def main(args: argparse.Namespace) -> int:
-    m = collect(args.env, args.n, args.out, env_kwargs=args.env_kwargs, policy=args.policy, size=args.size, fit=args.fit,
-                seed=args.seed, every=args.every, obs_key=args.obs_key, source=args.source,
-                progress=not args.no_progress, overwrite=args.overwrite)  # fmt: skip
-    print(f"wrote {m['n']} frames ({m['episodes']} episodes, from {m['source']}, {m['original_size']} -> {m['size']}x{m['size']}, "
-          f"fit {m['fit']}) to {args.out}")  # fmt: skip
-    return 0

@@ -1,4 +1,4 @@
-"""``domrand demo``: run an env with its scripted expert, randomize its frames, write pictures.
+"""The demo (``domrand demo``): run an env with its scripted expert, randomize its frames, write pictures.
 
 Without ``--bundle`` it uses the bundled default model (``domrand/assets/bundle/``); if none is
 installed it stops with a message that says so and how to make one.
@@ -10,47 +10,27 @@ then prints where they are, the frames/s achieved and how to use the wrapper in 
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import cv2
+import gymnasium as gym
 import numpy as np
+import torch
+from PIL import Image
 
-from domrand import cli_args
-from domrand.utils import resolve_device
+from domrand.bundle import default_bundle_path
+from domrand.envs.experts import expert_action
+from domrand.randomizer import StyleRandomizer
+from domrand.utils import atomic_path, atomic_write_bytes, resolve_device
 
 UPSCALE = 2  # pixels are shown 2x (nearest) so 64x64 frames are legible
 LABEL_WIDTH = 92
 
 
-def _steps(text: str) -> int:
-    value = cli_args.positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", type=cli_args.env_id, default="domrand/Reach-v0", help="a domrand env id (default: domrand/Reach-v0)")
-    parser.add_argument("--out", default="demo", help="output folder (default: demo/)")
-    parser.add_argument("--steps", type=_steps, default=40, help="episode length to record (default: 40)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch CPU threads for this process (default 1: on a shared 2-core machine more threads ran 3-11x slower; raise it on idle cores)")
-    parser.add_argument("--bundle", default=None, help="bundle folder or file (default: the bundled model)")
-    parser.add_argument("--styles", type=cli_args.positive_int, default=4, help="randomizations per frame in the grid (default: 4)")
-    parser.add_argument("--columns", type=cli_args.positive_int, default=5, help="frames of the episode shown in the grid (default: 5)")
-    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0, help="env and style seed (default: 0)")
-
-
 def record_frames(env_id: str, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``steps`` sim-domain frames uint8 ``[steps, H, W, 3]`` of expert episodes, and the episode
     index of each frame ``[steps]`` (a finished episode is followed by a fresh reset)."""
-    import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the envs)
-    from domrand.envs.experts import expert_action
-
     env = gym.make(env_id, obs_mode="pixels", visual_domain="sim")
     frames, episodes, episode = [], [], 0
     try:
@@ -95,57 +75,61 @@ def make_grid(rows: list[tuple[str, np.ndarray]]) -> np.ndarray:
 
 def write_gif(path: Path, left: list[np.ndarray], right: list[np.ndarray], fps: int = 10) -> None:
     """Side-by-side GIF of two equally long frame sequences."""
-    from PIL import Image
-
-    from domrand.utils import atomic_path
-
     pics = [Image.fromarray(_row(np.stack([a, b]))) for a, b in zip(left, right)]
     with atomic_path(path) as tmp:
         pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:], duration=int(1000 / fps), loop=0)
 
 
-def main(args: argparse.Namespace) -> int:
-    from domrand.bundle import default_bundle_path
-    from domrand.randomizer import StyleRandomizer
-    from domrand.utils import atomic_write_bytes
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    bundle = Path(args.bundle) if args.bundle else default_bundle_path()
-    if args.steps < 2:
-        raise ValueError(f"--steps must be at least 2, got {args.steps}")
-    out = Path(args.out)
+def run_demo(
+    env_id: str = "domrand/Reach-v0",
+    out: str | Path = "demo",
+    steps: int = 40,
+    device: str = "auto",
+    threads: int | None = 1,
+    bundle: str | Path | None = None,
+    styles: int = 4,
+    columns: int = 5,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Record ``steps`` expert frames of ``env_id``, randomize them with ``bundle`` (default: the
+    bundled model) and write ``out/grid.png`` and ``out/episode.gif``; prints a summary. Returns
+    the paths written (``{"grid": ..., "gif": ...}``)."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(device)
+    bundle_path = Path(bundle) if bundle else default_bundle_path()
+    if steps < 2:
+        raise ValueError(f"--steps must be at least 2, got {steps}")
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file; accepted: a folder (created when missing)")
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    frames, episodes = record_frames(args.env, args.steps, args.seed)
+    frames, episodes = record_frames(env_id, steps, seed)
     t_env = time.perf_counter() - t0
-    R = StyleRandomizer.from_bundle(bundle, device=device, seed=args.seed)
+    R = StyleRandomizer.from_bundle(bundle_path, device=device, seed=seed)
 
     # Episodes: one style per episode (env id = 100 + episode index), held for all its frames.
     ids = [100 + int(e) for e in episodes]
-    R.resample(sorted(set(ids)), seed=args.seed)
+    R.resample(sorted(set(ids)), seed=seed)
     t0 = time.perf_counter()
     randomized = R.randomize(frames, env_ids=ids)
     t_rand = time.perf_counter() - t0
 
     # Grid: the same few frames, reconstructed (own fine styles) and under several styles.
-    cols = np.linspace(0, len(frames) - 1, min(args.columns, len(frames))).round().astype(int)
+    cols = np.linspace(0, len(frames) - 1, min(columns, len(frames))).round().astype(int)
     picked = frames[cols]
     mix, noise = R.mix, R.noise
     R.mix, R.noise = 0.0, "const"
-    R.resample([0], seed=args.seed)
+    R.resample([0], seed=seed)
     recon = R.randomize(picked, env_ids=[0] * len(picked))
     R.mix, R.noise = mix, noise
     rows = [("sim", picked), ("reconstruction", recon)]
-    for k in range(args.styles):
-        env_id = 1 + k
-        R.resample([env_id], seed=args.seed * 1000 + env_id)
-        rows.append((f"style {k + 1}", R.randomize(picked, env_ids=[env_id] * len(picked))))
+    for k in range(styles):
+        style_id = 1 + k
+        R.resample([style_id], seed=seed * 1000 + style_id)
+        rows.append((f"style {k + 1}", R.randomize(picked, env_ids=[style_id] * len(picked))))
     grid = make_grid(rows)
     ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     if not ok:  # pragma: no cover - cv2 failing to encode a uint8 image
@@ -158,11 +142,11 @@ def main(args: argparse.Namespace) -> int:
         f"wrote {out / 'grid.png'} ({grid.shape[1]}x{grid.shape[0]}) and {out / 'episode.gif'} "
         f"({len(frames)} frames, {int(episodes[-1]) + 1} episodes, one style each)"
     )
-    print(f"bundle: {bundle}")
-    print(f"env: {args.env}, {len(frames)} steps in {t_env:.1f}s; randomizer: {fps:.1f} frames/s on {device} (batch {len(frames)})")
+    print(f"bundle: {bundle_path}")
+    print(f"env: {env_id}, {len(frames)} steps in {t_env:.1f}s; randomizer: {fps:.1f} frames/s on {device} (batch {len(frames)})")
     print("use it in code:")
     print("    import gymnasium as gym, domrand")
     print("    from domrand.wrappers import StyleRandomizationObservation")
-    where = "" if args.bundle is None else f", {str(bundle)!r}"  # no argument = the bundled model
-    print(f"    env = StyleRandomizationObservation(gym.make({args.env!r}, obs_mode='pixels'){where})")
-    return 0
+    where = "" if bundle is None else f", {str(bundle_path)!r}"  # no argument = the bundled model
+    print(f"    env = StyleRandomizationObservation(gym.make({env_id!r}, obs_mode='pixels'){where})")
+    return {"grid": out / "grid.png", "gif": out / "episode.gif"}

@@ -15,40 +15,22 @@ the generator's constant noise unless ``--noise random``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from domrand import cli_args
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        lo, sep, hi = part.partition("-")
-        try:
-            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected seeds like 0-7,12 (non-negative integers), got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0-7,12 (non-negative integers), got {text!r}")
-    return seeds
+from domrand import checkpoint
+from domrand.bundle import load_bundle
+from domrand.generator import runs
+from domrand.generator.visualize import to_uint8
 
 
 def load_generator(path: str | Path) -> torch.nn.Module:
     """A bundle folder/file or a generator run dir, checkpoint dir or ``G_ema`` file -> the generator."""
-    from domrand import checkpoint
-    from domrand.generator import runs
-
     p = Path(path)
     if (p / "bundle.json").is_file():
-        from domrand.bundle import load_bundle
-
         return load_bundle(p, device="cpu").G
     return checkpoint.load_network(runs.resolve_generator(p), "Generator", "cpu").requires_grad_(False)
 
@@ -63,8 +45,6 @@ def seed_ws(G: torch.nn.Module, seeds: list[int], trunc: float) -> torch.Tensor:
 @torch.no_grad()
 def render(G: torch.nn.Module, ws: torch.Tensor, noise: str) -> np.ndarray:
     """uint8 ``[N, R, R, 3]``."""
-    from domrand.generator.visualize import to_uint8
-
     return to_uint8(G.synthesis(ws, noise_mode=noise).clamp(-1, 1))
 
 
@@ -97,35 +77,33 @@ def mixing_figure(G: torch.nn.Module, rows: list[int], cols: list[int], trunc: f
     return labelled_grid(np.stack(cells), labels, len(cols) + 1)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--generator", required=True, help="bundle, generator run dir, checkpoint dir or G_ema file")
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="seeds, e.g. 0-7,12 (default 0-15)")
-    parser.add_argument("--trunc", type=cli_args.finite_float, default=1.0, help="truncation psi (default 1: none)")
-    parser.add_argument("--noise", choices=("const", "random"), default="const", help="noise inputs (default const)")
-    parser.add_argument("--mix-rows", type=parse_seeds, default=None, help="style mixing: seeds giving the coarse styles")
-    parser.add_argument("--mix-cols", type=parse_seeds, default=None, help="style mixing: seeds giving the fine styles")
-    parser.add_argument("--mix-resolution", type=cli_args.power_of_two, default=16, help="coarse = styles up to this resolution (default 16)")
-    parser.add_argument("--cols", type=cli_args.positive_int, default=8, help="images per row of grid.png (default 8)")
-    parser.add_argument("--out", default="generated", help="output folder (default generated/)")
-    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
-
-
-def main(args: argparse.Namespace) -> int:
-    if (args.mix_rows is None) != (args.mix_cols is None):
+def write_images(
+    generator: str | Path,
+    out: str | Path,
+    seeds: list[int],
+    trunc: float = 1.0,
+    noise: str = "const",
+    mix_rows: list[int] | None = None,
+    mix_cols: list[int] | None = None,
+    mix_resolution: int = 16,
+    cols: int = 8,
+) -> str:
+    """Write ``seedNNNN.png`` per seed, ``grid.png`` and (with ``mix_rows`` and ``mix_cols``)
+    ``mixing.png`` into ``out``; returns what was written, in words."""
+    if (mix_rows is None) != (mix_cols is None):
         raise ValueError("style mixing needs both --mix-rows and --mix-cols")
-    G = load_generator(args.generator)
-    if args.mix_resolution not in G.synthesis.block_resolutions:
-        raise ValueError(f"--mix-resolution must be one of {G.synthesis.block_resolutions}, got {args.mix_resolution}")
-    out = Path(args.out)
+    G = load_generator(generator)
+    if mix_resolution not in G.synthesis.block_resolutions:
+        raise ValueError(f"--mix-resolution must be one of {G.synthesis.block_resolutions}, got {mix_resolution}")
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = render(G, seed_ws(G, args.seeds, args.trunc), args.noise)
-    for s, img in zip(args.seeds, images):
+    images = render(G, seed_ws(G, seeds, trunc), noise)
+    for s, img in zip(seeds, images):
         cv2.imwrite(str(out / f"seed{s:04d}.png"), img[..., ::-1])
-    cv2.imwrite(str(out / "grid.png"), labelled_grid(images, [f"seed {s}" for s in args.seeds], args.cols)[..., ::-1])
+    cv2.imwrite(str(out / "grid.png"), labelled_grid(images, [f"seed {s}" for s in seeds], cols)[..., ::-1])
     wrote = f"{len(images)} images and grid.png"
-    if args.mix_rows is not None:
-        fig = mixing_figure(G, args.mix_rows, args.mix_cols, args.trunc, args.mix_resolution, args.noise)
+    if mix_rows is not None:
+        fig = mixing_figure(G, mix_rows, mix_cols, trunc, mix_resolution, noise)
         cv2.imwrite(str(out / "mixing.png"), fig[..., ::-1])
         wrote += " and mixing.png"
-    print(f"wrote {wrote} to {out}")
-    return 0
+    return wrote

@@ -1,6 +1,6 @@
 """The prepared GPU check: everything domrand wants to know from a GPU, in one run, one folder.
 
-``python -m domrand.gpu_check --out DIR`` (``scripts/gpu_check.sh`` builds PyCUDA first, then runs
+``domrand gpu-check --out DIR`` (``scripts/gpu_check.sh`` builds PyCUDA first, then runs
 this) performs these steps, each bounded in time, recording each in ``DIR/report.json`` as it goes
 (so a run cut short still reports what it finished):
 
@@ -8,7 +8,7 @@ this) performs these steps, each bounded in time, recording each in ``DIR/report
    first-use self-check verdict against its reference (``domrand.cuda.selfcheck``).
 2. ``pytest_gpu``: ``pytest -m gpu tests/test_cuda_kernels.py`` (kernels vs reference, fp32/fp16,
    forward/backward, streams, compile cache).
-3. ``bench_randomizer``: ``domrand bench randomizer --device cuda --ops torch,cuda --batch
+3. ``bench_randomizer``: ``domrand speed randomizer --device cuda --ops torch,cuda --batch
    1,16,64,256 --preset small64,base64``.
 4. ``precision``: the bundled model's randomizer in bfloat16 and float16 vs float32 (frames/s, PSNR
    of the uint8 output; the bar is >= 40 dB).
@@ -24,7 +24,6 @@ test suite runs it, so the script cannot rot between GPU sessions.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -361,45 +360,42 @@ def pack(work: Path, out: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m domrand.gpu_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output folder (made if missing): report.json and the packed artifacts")
-    parser.add_argument("--work", default=None, help="working folder for runs and logs (default: OUT/work)")
-    parser.add_argument("--dry", action="store_true", help="CPU, toy sizes: checks the script itself")
-    parser.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget for all steps (default 9)")
-    parser.add_argument("--target-data", default=None, help="target-domain frames for the training step (folder, .npy, .npz, .npy.xz)")
-    parser.add_argument("--sim-data", default=None, help="sim frames for the inverter and the precision step (same forms)")
-    parser.add_argument("--batch", type=int, default=64, help="generator batch on the GPU (default 64)")
-    parser.add_argument("--inverter-batch-scale", type=int, default=4, help="inverter batches x this on the GPU (default 4)")
-    parser.add_argument("--skip", default="", help="steps to skip, comma-separated")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.minutes > 0:
-        print("gpu_check: --minutes must be > 0", file=sys.stderr)
-        return 2
-    out = Path(args.out).resolve()
-    work = Path(args.work).resolve() if args.work else out / "work"
+def run_gpu_check(
+    out: str | Path,
+    work: str | Path | None = None,
+    *,
+    dry: bool = False,
+    minutes: float = 9.0,
+    target_data: str | None = None,
+    sim_data: str | None = None,
+    batch: int = 64,
+    inverter_batch_scale: int = 4,
+    skip: tuple[str, ...] = (),
+) -> int:
+    """Run every step within ``minutes`` and write ``out/report.json`` and the packed artifacts;
+    0 when every step passed or was skipped (``dry``: on the CPU at toy sizes)."""
+    if not minutes > 0:
+        raise ValueError(f"--minutes must be > 0, got {minutes}")
+    out = Path(out).resolve()
+    work = Path(work).resolve() if work else out / "work"
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    report = Report(out, args.dry, time.monotonic() + args.minutes * 60)
-    device = "cpu" if args.dry else "cuda"
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    if not args.dry:
+    report = Report(out, dry, time.monotonic() + minutes * 60)
+    device = "cpu" if dry else "cuda"
+    skip_set = {s.strip() for s in skip if s.strip()}
+    if not dry:
         os.environ.setdefault("DOMRAND_OPS", "auto")
     steps: list[tuple[str, Callable[[], dict[str, Any]], float]] = [
         ("environment", lambda: environment(device), 0),
         ("pytest_gpu", lambda: pytest_gpu(work, min(240.0, report.left() * 0.3)), 30),
-        ("bench_randomizer", lambda: bench_randomizer(work, args.dry, min(150.0, report.left() * 0.25)), 20),
-        ("precision", lambda: precision(args.dry, device, _materialize(args.sim_data, work)), 15),
-        ("train", lambda: train(work, report, args.dry, device, args.target_data, args.sim_data,
-                                None if args.dry else args.batch, args.inverter_batch_scale), 60 if not args.dry else 5),
+        ("bench_randomizer", lambda: bench_randomizer(work, dry, min(150.0, report.left() * 0.25)), 20),
+        ("precision", lambda: precision(dry, device, _materialize(sim_data, work)), 15),
+        ("train", lambda: train(work, report, dry, device, target_data, sim_data,
+                                None if dry else batch, inverter_batch_scale), 60 if not dry else 5),
         ("pack", lambda: pack(work, out), 0),
     ]
     for name, fn, need in steps:
-        if name in skip:
+        if name in skip_set:
             report.data["steps"][name] = {"status": "skipped", "reason": "--skip"}
             continue
         report.step(name, fn, min_seconds=need)
@@ -410,5 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(s in ("ok", "skipped") for s in statuses.values()) else 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover  (the old entry point: python -m domrand.gpu_check)
+    from domrand.cli import main as cli_main
+
+    sys.exit(cli_main(["gpu-check", *sys.argv[1:]]))

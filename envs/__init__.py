@@ -32,5 +32,5 @@ Keyword arguments (all envs)::
 * Visual domains live in ``domains.py`` (``TargetConfig``, ``TARGET_PRESETS``,
   ``random_target_config``), the varied ``target-lab`` family in ``target_lab.py``, the
   frame-mean colour spread in ``look_spread.py``, frame export in ``export.py`` (``domrand export-frames``), the docs
-  figure in ``make_figure.py``.
+  figures in ``scripts/env_figures.py``.
 """

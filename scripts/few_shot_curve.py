@@ -2,7 +2,7 @@
 
     python scripts/few_shot_curve.py --out docs/few_shot.png "0=runs/fs0/results.json" "100=runs/fs100/results.json" ...
 
-Each argument is ``PHOTOS=FILE`` or ``PHOTOS=FILE#ROW``: a ``domrand benchmark`` results.json whose
+Each argument is ``PHOTOS=FILE`` or ``PHOTOS=FILE#ROW``: a ``domrand transfer`` results.json whose
 localization section has a ``stylegan`` row (or the row named ``ROW``, e.g. one added with
 ``--add-to --label``); ``PHOTOS`` = how many target photos its bundle was fine-tuned on. ``--ref FILE``
 adds the ``none`` / ``classic`` / ``augment`` / ``oracle`` rows of a full run as horizontal lines.

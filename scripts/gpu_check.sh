@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check (see domrand/gpu_check.py for the steps). One command, one output folder:
 #
-#   scripts/gpu_check.sh OUT_DIR [--dry] [options of python -m domrand.gpu_check]
+#   scripts/gpu_check.sh OUT_DIR [--dry] [options of domrand gpu-check]
 #
 # Before the Python steps it makes the machine ready, offline:
 #   * Python packages missing there are installed from wheels in .whl/ (if that folder exists);
@@ -84,8 +84,8 @@ elif [ "$dry" = 0 ]; then
 fi
 
 left_min=$(python3 -c "print(max(0.5, ($budget_s - ($(date +%s) - $start)) / 60))")
-say "running python -m domrand.gpu_check with $left_min minutes left"
-python3 -m domrand.gpu_check --out "$out" --work "$work" --minutes "$left_min" "$@" 2>&1 | tee "$out/gpu_check.log"
+say "running domrand gpu-check with $left_min minutes left"
+python3 -m domrand gpu-check --out "$out" --work "$work" --minutes "$left_min" "$@" 2>&1 | tee "$out/gpu_check.log"
 code=${PIPESTATUS[0]}
 say "done (exit $code)"
 exit "$code"

@@ -13,7 +13,7 @@ the per-image mean colour, averaged over R, G, B):
   the first sample, so only the finer styles vary: how much of the look the randomizer can change
   while keeping the coarse styles.
 
-Compare with the target domain's own spread across episodes (``python -m domrand.envs.look_spread``).
+Compare with the target domain's own spread across episodes (``python scripts/look_spread.py``).
 """
 
 from __future__ import annotations

@@ -107,3 +107,40 @@ def test_networks_never_import_training_wrappers_benchmarks_or_commands():
     for mod in low:
         bad = sorted(t for t in graph[mod] if t.startswith(upper) or t.endswith("_cli") or "train" in t.rpartition(".")[2])
         assert not bad, f"{mod} imports {bad}"
+
+
+def test_one_file_per_command_in_one_folder_and_argparse_only_there():
+    from domrand.cli import COMMANDS
+
+    names = ["demo", "train-generator", "generate", "eval-generator", "train-inverter", "train-pair", "distill",
+             "eval-inverter", "eval-bundle", "bundle", "randomize", "collect", "export-frames", "speed", "gpu-check",
+             "transfer", "bench", "benchmark"]  # fmt: skip
+    assert list(COMMANDS) == names
+    aliases = {"bench": "speed", "benchmark": "transfer"}
+    files = {p.stem for p in (ROOT / "commands").glob("*.py")} - {"__init__", "cli_args"}
+    assert files == {n.replace("-", "_") for n in names if n not in aliases}
+    for name, (module, _) in COMMANDS.items():
+        assert module == f"domrand.commands.{aliases.get(name, name).replace('-', '_')}", (name, module)
+        mod = __import__(module, fromlist=["main"])
+        assert callable(mod.add_arguments) and callable(mod.main), name
+    with_argparse = sorted(_module_name(p) for p in ROOT.rglob("*.py") if "import argparse" in p.read_text(encoding="utf-8"))
+    assert all(m == "domrand.cli" or m.startswith("domrand.commands") for m in with_argparse), with_argparse
+
+
+def test_the_public_python_names_are_where_users_import_them():
+    import domrand.bundle
+    import domrand.demo
+    import domrand.randomizer
+    import domrand.transfer
+    import domrand.wrappers
+
+    for module, names in [
+        (domrand.wrappers, ["StyleRandomizationObservation", "VectorStyleRandomization", "AugmentationObservation",
+                            "VectorAugmentation", "ImageAugmenter", "PixelTransformObservation", "VectorPixelTransform"]),
+        (domrand.randomizer, ["StyleRandomizer"]),
+        (domrand.bundle, ["load_bundle", "save_bundle", "add_student", "make_bundle", "default_bundle_path"]),
+        (domrand.transfer, ["run_benchmark", "load_benchmark_config", "BenchmarkConfig", "make_untrained_bundle", "register"]),
+        (domrand.demo, ["run_demo", "record_frames"]),
+    ]:  # fmt: skip
+        missing = [n for n in names if not hasattr(module, n)]
+        assert not missing, (module.__name__, missing)

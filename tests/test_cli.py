@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from domrand.benchmarks.cli import TARGETS as BENCH_TARGETS
+from domrand.commands.speed import TARGETS as BENCH_TARGETS
 from domrand.cli import COMMANDS, main
 
 
@@ -176,7 +176,7 @@ def test_bench_in_a_real_process_exits_2_with_one_line():
 
 
 def test_an_unforeseen_error_is_one_line_not_a_traceback(monkeypatch, capsys):
-    import domrand.randomize_cli as randomize_cli
+    import domrand.commands.randomize as randomize_cli
 
     def boom(args):
         raise KeyError("surprise")

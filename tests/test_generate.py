@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from domrand.cli import main as cli_main
-from domrand.generate import load_generator, mixing_figure, parse_seeds, render, seed_ws
+from domrand.commands.generate import parse_seeds
+from domrand.generate import load_generator, mixing_figure, render, seed_ws
 from domrand.transfer import make_untrained_bundle
 
 

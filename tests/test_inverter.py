@@ -235,7 +235,7 @@ def _write_generator_run(root: Path) -> Path:
 
 
 def _cli(argv: list[str]) -> int:
-    from domrand.generator import inverter_cli
+    from domrand.commands import train_inverter as inverter_cli
 
     parser = argparse.ArgumentParser()
     inverter_cli.add_arguments(parser)
@@ -285,7 +285,7 @@ def test_run_directory_and_exact_resume(tmp_path):
 def test_eval_inverter_cli_end_to_end(tmp_path, capsys):
     import cv2
 
-    from domrand.generator import inverter_eval
+    from domrand.commands import eval_inverter as inverter_eval
 
     grun = _write_generator_run(tmp_path)
     G = checkpoint.load_network(grun / "G_ema.safetensors", "Generator")

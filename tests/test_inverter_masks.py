@@ -159,7 +159,8 @@ def test_mismatched_masks_give_one_clear_line(tmp_path):
 
 
 def test_cli_trains_with_sim_masks_and_eval_reports_object_psnr(tmp_path):
-    from domrand.generator import inverter_cli, inverter_eval
+    from domrand.commands import train_inverter as inverter_cli
+    from domrand.commands import eval_inverter as inverter_eval
 
     frames, masks = _square_frames(12, 0)
     root = _write_export(tmp_path / "sim", frames, masks)

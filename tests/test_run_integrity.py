@@ -213,7 +213,7 @@ def _generator_run(root: Path) -> Path:
 
 
 def _inverter_cli(argv: list[str]) -> int:
-    from domrand.generator import inverter_cli
+    from domrand.commands import train_inverter as inverter_cli
 
     parser = argparse.ArgumentParser()
     inverter_cli.add_arguments(parser)

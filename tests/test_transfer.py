@@ -331,7 +331,7 @@ def test_add_to_joins_rows_into_an_earlier_run_and_recomputes_the_bar(tmp_path, 
                      "--conditions", "stylegan", "--label", "stylegan (other bundle)", "--out", str(tmp_path / "c")]) == 0  # fmt: skip
     assert "stylegan (other bundle)" in (tmp_path / "c" / "table.txt").read_text()
     # A run that measures something else cannot join, and is refused before any work.
-    from domrand.transfer import command
+    from domrand.commands import transfer as command
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(command, "run_benchmark", lambda *a, **k: pytest.fail("ran before refusing"))

@@ -1,4 +1,4 @@
-"""``domrand bench env``: env steps/s per env and visual domain (pixels at 64x64 by default).
+"""``domrand speed env``: env steps/s per env and visual domain (pixels at 64x64 by default).
 
 Each (env, domain) cell: make the env, warm up, then time ``--repeats`` runs of ``--steps`` random
 actions (resets included when episodes end, as in RL) and report the median steps/s.
@@ -6,35 +6,15 @@ actions (resets included when episodes end, as in RL) and report the median step
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import time
+from typing import Any
 
-from domrand import cli_args
-from domrand.benchmarks.cli import report
+from domrand.benchmarks.common import report
 
 ENVS = ("domrand/Reach-v0", "domrand/Push-v0", "domrand/Localize-v0")
 DOMAINS = ("sim", "target", "randomized")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--envs", nargs="+", type=cli_args.env_id, default=list(ENVS), help="env ids")
-    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="visual domains")
-    parser.add_argument("--steps", type=cli_args.positive_int, default=300, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=30, help="untimed steps first")
-    parser.add_argument("--image-size", type=cli_args.image_size, default=64, help="frame size in pixels")
-    parser.add_argument("--obs-mode", default="pixels", choices=("pixels", "state", "pixels+state"))
-    parser.add_argument("--renderer", default="tiny", choices=("auto", "tiny", "egl"))
-    parser.add_argument("--randomize-every", type=cli_args.positive_int, default=None, help="randomized: redraw every k steps")
-    parser.add_argument(
-        "--clock",
-        default="wall",
-        choices=("wall", "cpu"),
-        help="wall: elapsed time; cpu: this process's CPU time (robust when other jobs share the cores)",
-    )
-    parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
 
 
 def measure(
@@ -82,7 +62,7 @@ def measure(
     return rates
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     if args.steps < 1 or args.repeats < 1:
         raise ValueError("--steps and --repeats must be >= 1")
     table: dict[tuple[str, str], float] = {}

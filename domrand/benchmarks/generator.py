@@ -1,4 +1,4 @@
-"""``domrand bench generator``: generation images/s and ms/batch per batch size, and peak memory.
+"""``domrand speed generator``: generation images/s and ms/batch per batch size, and peak memory.
 
 Times ``G(z)`` (mapping + synthesis, const noise, no grad) in eval mode: median of ``--repeats``
 timed calls after ``--warmup`` untimed ones (``--clock cpu``: CPU time of this process, the
@@ -8,33 +8,16 @@ modulated-convolution paths side by side.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import time
+from typing import Any
 
 import torch
 
-from domrand import cli_args
 from domrand.config import GeneratorConfig, load_config
 from domrand.generator.networks import Generator
 from domrand.utils import resolve_device
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", type=cli_args.preset_list("generator"), default="small64", help="generator preset name(s), comma-separated")
-    parser.add_argument("--batch", type=cli_args.positive_int_list, default="1,16,64", help="batch sizes, comma-separated")
-    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per setting (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--modconv", action="store_true", help="compare fused and non-fused modulated conv")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall time, or this process's CPU time (what free cores would give on a busy machine; CPU only)",
-    )
 
 
 def bench_device(device: str, threads: int | None, clock: str) -> torch.device:
@@ -76,7 +59,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     device = bench_device(args.device, args.threads, args.clock)
     batches = list(args.batch)
     print(

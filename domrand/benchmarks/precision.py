@@ -1,4 +1,4 @@
-"""``domrand bench precision``: randomizer speed and output fidelity per compute dtype.
+"""``domrand speed precision``: randomizer speed and output fidelity per compute dtype.
 
 For each dtype (float32 first, as the reference), builds the randomizer of one bundle with the same
 seed, draws the same fine styles, runs it with constant fine noise (so the output depends only on the
@@ -9,7 +9,6 @@ PSNR of its uint8 output against float32's (``inf``: identical). Frames are sim 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -19,23 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from domrand import cli_args
 
 DTYPES = ("float32", "bfloat16", "float16")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", type=cli_args.existing_path, default=None, help="bundle folder or file (default: the bundled model)")
-    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto (default cpu)")
-    parser.add_argument("--dtypes", type=cli_args.dtype_list, default="float32,bfloat16,float16",
-                        help="compute dtypes, comma-separated; float32 is always run first as the reference")
-    parser.add_argument("--batch", type=cli_args.positive_int, default=64, help="frames per randomize call (default 64)")
-    parser.add_argument("--frames", type=cli_args.existing_path, default=None,
-                        help="sim frames to randomize: a folder or .npy/.npz (default: noise)")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per dtype (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", type=cli_args.output_file, default=None, help="also write the rows as JSON to this file")
 
 
 def _frames(source: str | None, batch: int, resolution: int) -> np.ndarray:
@@ -105,7 +89,7 @@ def measure(
     return rows
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     from domrand.benchmarks.generator import bench_device
 
     dtypes = list(dict.fromkeys(args.dtypes))  # canonical names (cli_args.dtype_list), each once

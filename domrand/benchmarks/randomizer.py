@@ -1,4 +1,4 @@
-"""``domrand bench randomizer``: full randomizer (inverter + generator) frames/s and latency.
+"""``domrand speed randomizer``: full randomizer (inverter + generator) frames/s and latency.
 
 For each preset, ops backend and batch size, times ``StyleRandomizer.randomize`` on uint8 frames
 at the generator's resolution (styles resampled once beforehand): median of ``--repeats`` timed
@@ -11,34 +11,16 @@ speed-up per batch size, measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
-from domrand import cli_args
 
 OPS = ("torch", "cuda")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", type=cli_args.preset_list("generator"), default="small64",
-                        help="generator preset(s), comma-separated (inverter preset of the same name)")
-    parser.add_argument("--bundle", type=cli_args.existing_path, default=None, help="time this bundle instead of untrained preset networks")
-    parser.add_argument("--batch", type=cli_args.positive_int_list, default="1,16,64", help="batch sizes, comma-separated")
-    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--ops", type=cli_args.choice_list(OPS, "ops backend"), default="torch",
-                        help="ops backends to compare, comma-separated: torch,cuda")
-    parser.add_argument("--dtype", type=cli_args.dtype_name, default="float32", help="float32 | bfloat16 | float16")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per setting (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time (CPU only)")
-    parser.add_argument("--model", type=cli_args.choice_list(("teacher", "student"), "model"), default="teacher",
-                        help="teacher (inverter + generator) and/or student (the distilled network), comma-separated")  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -46,7 +28,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     from domrand.benchmarks.generator import bench_device
     from domrand.benchmarks.wrapper import untrained_networks
     from domrand.randomizer import StyleRandomizer

@@ -1,4 +1,4 @@
-"""``domrand bench train``: generator training speed (images/s) per preset and batch size.
+"""``domrand speed train``: generator training speed (images/s) per preset and batch size.
 
 One step = the whole StyleGAN2 + ADA update of ``Trainer.train_step``: the G pass, the D pass, lazy
 path length (every ``pl_interval`` steps), lazy R1 (every ``r1_interval`` steps), the EMA and the
@@ -10,27 +10,14 @@ speed does not depend on the content).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
-from domrand import cli_args
 from domrand.benchmarks.generator import _peak_memory_mb, _sync, bench_device
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", type=cli_args.preset_list("generator"), default="small64", help="generator preset name(s), comma-separated")
-    parser.add_argument("--batch", type=cli_args.positive_int_list, default="16", help="global batch sizes, comma-separated")
-    parser.add_argument("--steps", type=cli_args.positive_int, default=16, help="training steps per timed repeat (default 16 = one R1 period)")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=2, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed steps before timing")
-    parser.add_argument("--data", type=cli_args.existing_path, default=None, help="training images (folder or .npy/.npz); default random pixels")
-    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or this process's CPU time (CPU only)")
 
 
 def _images(data: str | None, resolution: int) -> np.ndarray:
@@ -62,7 +49,7 @@ def time_training(preset: str, batch: int, device: torch.device, steps: int, rep
     return rates
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     device = bench_device(args.device, args.threads, args.clock)
     if args.steps < 1 or args.repeats < 1:
         raise ValueError(f"--steps and --repeats must be at least 1, got {args.steps} and {args.repeats}")

@@ -1,4 +1,4 @@
-"""``domrand bench vector``: ``VectorStyleRandomization`` over ``SyncVectorEnv`` (all sub-envs in
+"""``domrand speed vector``: ``VectorStyleRandomization`` over ``SyncVectorEnv`` (all sub-envs in
 this process) and ``AsyncVectorEnv`` (one worker process per sub-env, rendering in parallel), for
 1, 2 and 4 sub-environments/workers; the randomizer always runs once per step, batched, here.
 
@@ -13,29 +13,12 @@ the same cost as trained weights. Actions are random; resets happen as in RL (``
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import time
+from types import SimpleNamespace
 from typing import Any, Callable
 
-from domrand import cli_args
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from domrand.benchmarks.wrapper import add_randomizer_arguments
-
-    add_randomizer_arguments(parser)
-    parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch threads of the main process (default 1)")
-    parser.add_argument("--workers", type=cli_args.positive_int, nargs="+", default=[1, 2, 4], help="sub-envs (= worker processes for Async)")
-    parser.add_argument("--kinds", nargs="+", default=["sync", "async"], choices=("sync", "async"), help="vector env kinds")
-    parser.add_argument("--context", default="spawn", choices=("spawn", "fork", "forkserver"), help="AsyncVectorEnv start method")
-    parser.add_argument("--no-randomizer", action="store_true", help="time the bare vector envs only")
-    parser.add_argument("--steps", type=cli_args.positive_int, default=20, help="vector steps per timed repeat")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=5, help="untimed vector steps first")
-    parser.add_argument("--max-steps", type=cli_args.positive_int, default=50, help="episode length (auto-resets are timed too)")
-    parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
 
 
 class _Clock:
@@ -63,7 +46,7 @@ def _env_fn(env_id: str, image_size: int, max_steps: int) -> Callable[[], Any]:
     return thunk
 
 
-def measure(args: argparse.Namespace, kind: str, n: int, randomizer: Any, sync: Callable[[], None]) -> dict[str, float]:
+def measure(args: Any, kind: str, n: int, randomizer: Any, sync: Callable[[], None]) -> dict[str, float]:
     import gymnasium as gym
     import numpy as np
 
@@ -132,7 +115,7 @@ class _TransformProxy:
         return getattr(self._t, name)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     import torch
 
     from domrand.benchmarks.wrapper import build_randomizer
@@ -141,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     randomizer, sync = None, (lambda: None)
     what = "none (bare vector envs)"
     if not args.no_randomizer:
-        ns = argparse.Namespace(bundle=args.bundle, generator=args.generator, inverter=args.inverter,
+        ns = SimpleNamespace(bundle=args.bundle, generator=args.generator, inverter=args.inverter,
                                 device=args.device, dtype="float32")
         randomizer = build_randomizer(ns)
         what = args.bundle or f"untrained generator {args.generator} + inverter {args.inverter}"
@@ -159,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
                 flush=True,
             )
     lines = [
-        f"`domrand bench vector` on {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+        f"`domrand speed vector` on {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
         f"thread(s) in the main process, env {args.env} at {args.image_size}px, randomizer: {what} on {args.device}, "
         f"AsyncVectorEnv context {args.context}, {args.steps} steps x {args.repeats} repeats (median)",
         "",

@@ -1,4 +1,4 @@
-"""``domrand bench wrapper``: env steps/s unwrapped, with the style wrapper and with the augmentation
+"""``domrand speed wrapper``: env steps/s unwrapped, with the style wrapper and with the augmentation
 baseline, for one env and for a vector of ``--num-envs`` envs (one batched randomizer forward per
 vector step).
 
@@ -9,47 +9,17 @@ weights, since only speed is measured. Steps use random actions; resets are incl
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import time
 from typing import Any, Callable
 
-from domrand import cli_args
-from domrand.benchmarks.cli import report
+from domrand.benchmarks.common import report
 
 MODES = ("unwrapped", "style", "student", "augment")  # student: the style wrapper running the bundle's distilled student
 
 
-def add_randomizer_arguments(parser: argparse.ArgumentParser) -> None:
-    """The env and randomizer options shared by ``bench wrapper`` and ``bench vector``."""
-    parser.add_argument("--env", type=cli_args.env_id, default="domrand/Reach-v0", help="env id (pixel observations)")
-    parser.add_argument("--image-size", type=cli_args.image_size, default=64, help="env frame size")
-    parser.add_argument("--bundle", type=cli_args.existing_path, default=None, help="bundle to use (default: untrained --generator/--inverter)")
-    parser.add_argument("--generator", type=cli_args.preset("generator"), default="small64", help="generator preset when no bundle is given")
-    parser.add_argument("--inverter", type=cli_args.preset("inverter"), default="small64", help="inverter preset when no bundle is given")
-    parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="randomizer device: cpu | cuda | auto")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_randomizer_arguments(parser)
-    parser.add_argument("--dtype", type=cli_args.dtype_name, default="float32", help="randomizer compute dtype")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--num-envs", type=cli_args.positive_int, default=16, help="sub-environments of the vector runs")
-    parser.add_argument("--steps", type=cli_args.positive_int, default=100, help="steps per timed repeat (single env)")
-    parser.add_argument("--vector-steps", type=cli_args.positive_int, default=20, help="vector steps per timed repeat")
-    parser.add_argument("--repeats", type=cli_args.positive_int, default=3, help="timed repeats (median reported)")
-    parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=5, help="untimed steps first")
-    parser.add_argument("--modes", nargs="+", default=["unwrapped", "style", "augment"], choices=MODES,
-                        help="what to time (student: the style wrapper on the bundle's distilled student)")
-    parser.add_argument("--no-vector", action="store_true", help="skip the vector runs")
-    parser.add_argument(
-        "--clock", default="wall", choices=("wall", "cpu"), help="wall: elapsed; cpu: this process's CPU time"
-    )
-    parser.add_argument("--out", type=cli_args.output_file, default=None, help="also write the table as Markdown to this file")
-
-
-def build_randomizer(args: argparse.Namespace, model: str = "teacher"):
+def build_randomizer(args: Any, model: str = "teacher"):
     """A ``StyleRandomizer`` from ``--bundle`` or from untrained presets (``model="student"``: the
     bundle's student, or an untrained ``StudentNet`` of the default shape)."""
     from domrand.randomizer import StyleRandomizer
@@ -95,7 +65,7 @@ def _timed(step: Callable[[], None], n: int, repeats: int, warmup: int, clock: s
     return rates
 
 
-def measure_single(args: argparse.Namespace, mode: str, randomizer: Any, sync: Callable[[], None]) -> float:
+def measure_single(args: Any, mode: str, randomizer: Any, sync: Callable[[], None]) -> float:
     import gymnasium as gym
 
     import domrand  # noqa: F401  (registers the envs)
@@ -119,7 +89,7 @@ def measure_single(args: argparse.Namespace, mode: str, randomizer: Any, sync: C
     return statistics.median(rates)
 
 
-def measure_vector(args: argparse.Namespace, mode: str, randomizer: Any, sync: Callable[[], None]) -> float:
+def measure_vector(args: Any, mode: str, randomizer: Any, sync: Callable[[], None]) -> float:
     import gymnasium as gym
 
     import domrand  # noqa: F401
@@ -143,7 +113,7 @@ def measure_vector(args: argparse.Namespace, mode: str, randomizer: Any, sync: C
     return statistics.median(rates) * args.num_envs
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     import torch
 
     if args.steps < 1 or args.vector_steps < 1 or args.repeats < 1 or args.num_envs < 1:

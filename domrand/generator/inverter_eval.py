@@ -26,45 +26,28 @@ Example (frames from ``domrand export-frames --masks``)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
-from domrand import cli_args
+from domrand import checkpoint
+from domrand.generator.dataset import load_images
+from domrand.generator.inverter import layout_noise, render
+from domrand.generator.inverter_losses import class_squared_errors
+from domrand.generator.inverter_train import randomize, resolve_generator_file, resolve_inverter
+from domrand.generator.visualize import to_uint8
+from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
+from domrand.metrics import psnr, ssim
+from domrand.randomizer import StyleRandomizer
+from domrand.utils import resolve_device
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--inverter", required=True, help="inverter run dir or E.safetensors")
-    parser.add_argument("--generator", default=None, help="generator run dir or file (default: the one the inverter recorded)")
-    parser.add_argument("--target-data", default=None, help="held-out target images for PSNR/SSIM (folder or .npy/.npz)")
-    parser.add_argument("--target-frames", default=None, help="export-frames --masks folder of target frames: trains the segmenter")
-    parser.add_argument("--target-eval-frames", default=None, help="held-out target frames with masks (default: 20%% of --target-frames)")
-    parser.add_argument("--sim-frames", default=None, help="export-frames --masks folder of sim frames: reconstruction with per-class PSNR (object_psnr); with --target-frames also randomized for the geometry score")
-    parser.add_argument("--n-gen", type=cli_args.positive_int, default=256, help="held-out generator samples for PSNR/SSIM")
-    parser.add_argument("--max-images", type=cli_args.positive_int, default=512, help="use at most this many images per set")
-    parser.add_argument("--refine-steps", type=cli_args.nonnegative_int, default=None, help="refinement steps (default: the inverter config's, else 20)")
-    parser.add_argument("--refine-lr", type=cli_args.positive_float, default=0.02, help="refinement Adam step size")
-    parser.add_argument("--psi", type=cli_args.finite_float, default=0.7, help="truncation of the resampled fine styles")
-    parser.add_argument("--seg-steps", type=cli_args.positive_int, default=400, help="segmenter training steps")
-    parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    parser.add_argument("--latency-repeats", type=cli_args.positive_int, default=10, help="timed repeats at batch 1 (batch 64: a third)")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
-    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")
-    parser.add_argument("--seed", type=cli_args.nonnegative_int, default=0)
-    parser.add_argument("--batch", type=cli_args.positive_int, default=64, help="evaluation batch size")
-    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors")
 
 
 def _load_pair(inverter: str, generator: str | None, device) -> tuple[Any, Any, Path, dict]:
-    from domrand import checkpoint
-    from domrand.generator.inverter_train import resolve_generator_file, resolve_inverter
-
     e_file = resolve_inverter(inverter)
     info = checkpoint.read_network_info(e_file)
     source = generator or info["extra"].get("generator_source")
@@ -88,9 +71,6 @@ def _to_float(images: np.ndarray, device) -> torch.Tensor:
 
 def reconstruction_scores(E, G, images: torch.Tensor, steps: int, lr: float, batch: int = 64) -> dict[str, float]:
     """Mean PSNR (dB) and SSIM of ``G(E.invert(images, steps))`` against ``images``."""
-    from domrand.generator.inverter import render
-    from domrand.metrics import psnr, ssim
-
     ps, ss = [], []
     for x in _batches(images, batch):
         out = E.invert(x, G, steps=steps, lr=lr, check=False)
@@ -104,8 +84,6 @@ def reconstruction_scores(E, G, images: torch.Tensor, steps: int, lr: float, bat
 @torch.no_grad()
 def generator_eval_samples(G, n: int, keep_resolution: int, seed: int = 123_456, batch: int = 64) -> torch.Tensor:
     """Held-out generator samples: fixed seed, const noise up to keep_resolution, random above."""
-    from domrand.generator.inverter import layout_noise
-
     rng = torch.Generator().manual_seed(seed)
     device = next(G.parameters()).device
     out = []
@@ -121,9 +99,6 @@ def randomize_frames(E, G, frames: torch.Tensor, steps: int, lr: float, psi: flo
     """Randomized versions (uint8 ``[N, R, R, 3]``) of float frames ``[N, 3, R, R]``, made by
     ``StyleRandomizer`` (the wrapper's own path; one style seed per frame, ``steps`` refinement
     steps). ``lr`` is accepted for the callers' symmetry; the randomizer refines with E's default."""
-    from domrand.generator.visualize import to_uint8
-    from domrand.randomizer import StyleRandomizer
-
     R = StyleRandomizer(G, E, psi=psi, refine_steps=steps, seed=seed, max_batch=batch, dtype="float32", check_pairing=False)
     ids = list(range(len(frames)))
     R.resample(ids, seed=seed)
@@ -139,10 +114,6 @@ def sim_reconstruction_scores(
     id -> name. Returns ``psnr``, ``ssim``, ``per_class_psnr`` ({name: dB} for classes present),
     ``per_class_pixels`` and, when a class is named ``object``, ``object_psnr``.
     """
-    from domrand.generator.inverter import render
-    from domrand.generator.inverter_losses import class_squared_errors
-    from domrand.metrics import psnr, ssim
-
     ps, ss = [], []
     sse = torch.zeros(256, dtype=torch.float64)
     count = torch.zeros(256, dtype=torch.float64)
@@ -184,8 +155,6 @@ def _time(fn, repeats: int) -> float:
 
 def latency(E, G, steps: int, lr: float, repeats: int = 10, seed: int = 0) -> dict[str, float]:
     """Milliseconds per frame: encoder, encoder + ``steps`` refinement, encoder + synthesis."""
-    from domrand.generator.inverter_train import randomize
-
     device = next(G.parameters()).device
     rng = torch.Generator().manual_seed(seed)
     R = E.img_resolution
@@ -219,22 +188,37 @@ def latency(E, G, steps: int, lr: float, repeats: int = 10, seed: int = 0) -> di
     return result
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from domrand.generator.dataset import load_images
-    from domrand.utils import resolve_device
-
-    device = resolve_device(args.device)
-    E, G, e_file, info = _load_pair(args.inverter, args.generator, device)
+def evaluate_inverter(
+    inverter: str | Path,
+    generator: str | Path | None = None,
+    *,
+    target_data: str | Path | None = None,
+    target_frames: str | Path | None = None,
+    target_eval_frames: str | Path | None = None,
+    sim_frames: str | Path | None = None,
+    n_gen: int = 256,
+    max_images: int = 512,
+    refine_steps: int | None = None,
+    refine_lr: float = 0.02,
+    psi: float = 0.7,
+    seg_steps: int = 400,
+    latency_repeats: int | None = 10,
+    device: str = "cpu",
+    seed: int = 0,
+    batch: int = 64,
+) -> dict[str, Any]:
+    """The evaluation of the inverter in ``inverter`` (run dir or file) with its generator (see the
+    module docstring); ``latency_repeats=None`` skips the latency measurement."""
+    device = resolve_device(device)
+    E, G, e_file, info = _load_pair(inverter, generator, device)
     R, keep = E.img_resolution, E.keep_resolution
-    steps = args.refine_steps
+    steps = refine_steps
     if steps is None:
         cfg_file = e_file.parent / "config.yaml"
         steps = 20
         if cfg_file.is_file():
-            import yaml
-
             steps = int(((yaml.safe_load(cfg_file.read_text()) or {}).get("training") or {}).get("refine_steps", 20))
-    lr = args.refine_lr
+    lr = refine_lr
     results: dict[str, Any] = {
         "inverter": str(e_file),
         "kimg": info["extra"].get("kimg"),
@@ -247,42 +231,38 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     # reconstruction
     recon: dict[str, Any] = {}
-    x = generator_eval_samples(G, args.n_gen, keep)
+    x = generator_eval_samples(G, n_gen, keep)
     recon["generator_samples"] = {
-        "encoder": reconstruction_scores(E, G, x, 0, lr, args.batch),
-        f"refined{steps}": reconstruction_scores(E, G, x, steps, lr, args.batch),
+        "encoder": reconstruction_scores(E, G, x, 0, lr, batch),
+        f"refined{steps}": reconstruction_scores(E, G, x, steps, lr, batch),
     }
-    if args.target_data:
-        imgs = load_images(args.target_data, R, min_images=1, progress=False)[: args.max_images]
+    if target_data:
+        imgs = load_images(target_data, R, min_images=1, progress=False)[: max_images]
         t = _to_float(imgs, device)
         recon["target_images"] = {
-            "encoder": reconstruction_scores(E, G, t, 0, lr, args.batch),
-            f"refined{steps}": reconstruction_scores(E, G, t, steps, lr, args.batch),
+            "encoder": reconstruction_scores(E, G, t, 0, lr, batch),
+            f"refined{steps}": reconstruction_scores(E, G, t, steps, lr, batch),
         }
     sim_loaded = None
-    if args.sim_frames:
-        from domrand.geometry import load_frames_with_masks
-
-        sf, sm, sim_ids = load_frames_with_masks(args.sim_frames, R, limit=args.max_images)
+    if sim_frames:
+        sf, sm, sim_ids = load_frames_with_masks(sim_frames, R, limit=max_images)
         sim_loaded = (sf, sm, sim_ids)
         names_by_id = {int(v): str(k) for k, v in (sim_ids or {}).items()}  # no meta.json: ids as names
         sim_x, sim_m = _to_float(sf, device), torch.from_numpy(sm).to(device)
-        recon["sim_frames"] = {"encoder": sim_reconstruction_scores(E, G, sim_x, sim_m, names_by_id, 0, lr, args.batch)}
+        recon["sim_frames"] = {"encoder": sim_reconstruction_scores(E, G, sim_x, sim_m, names_by_id, 0, lr, batch)}
         if steps:  # refined0 would repeat the encoder's figures
-            recon["sim_frames"][f"refined{steps}"] = sim_reconstruction_scores(E, G, sim_x, sim_m, names_by_id, steps, lr, args.batch)
+            recon["sim_frames"][f"refined{steps}"] = sim_reconstruction_scores(E, G, sim_x, sim_m, names_by_id, steps, lr, batch)
     results["reconstruction"] = recon
     # geometry score
-    if args.target_frames and args.sim_frames:
-        from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
-
-        tf, tm, class_ids = load_frames_with_masks(args.target_frames, R)
-        if args.target_eval_frames:
-            ef, em, _ = load_frames_with_masks(args.target_eval_frames, R, limit=args.max_images)
+    if target_frames and sim_frames:
+        tf, tm, class_ids = load_frames_with_masks(target_frames, R)
+        if target_eval_frames:
+            ef, em, _ = load_frames_with_masks(target_eval_frames, R, limit=max_images)
         else:
             cut = max(1, len(tf) // 5)
             ef, em, tf, tm = tf[:cut], tm[:cut], tf[cut:], tm[cut:]
         k = len(class_ids) if class_ids else int(max(tm.max(), em.max())) + 1
-        seg = train_segmenter(tf, tm, k, steps=args.seg_steps, seed=args.seed, device=device)
+        seg = train_segmenter(tf, tm, k, steps=seg_steps, seed=seed, device=device)
         sf, sm, _ = sim_loaded
         sim = _to_float(sf, device)
         names = list(class_ids) if class_ids else [str(c) for c in range(k)]
@@ -296,40 +276,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
         score("target_frames (ceiling)", ef, em)
         score("sim_frames (floor)", sf, sm)
-        score("randomized_sim (encoder)", randomize_frames(E, G, sim, 0, lr, args.psi, args.seed, args.batch), sm)
-        score(f"randomized_sim (refined{steps})", randomize_frames(E, G, sim, steps, lr, args.psi, args.seed, args.batch), sm)
+        score("randomized_sim (encoder)", randomize_frames(E, G, sim, 0, lr, psi, seed, batch), sm)
+        score(f"randomized_sim (refined{steps})", randomize_frames(E, G, sim, steps, lr, psi, seed, batch), sm)
         geo["per_class_iou"] = per_class
         geo["n_target_train"], geo["n_target_eval"], geo["n_sim"] = int(len(tf)), int(len(ef)), int(len(sf))
         geo["classes"] = class_ids or k
         results["geometry_miou"] = geo
-    elif args.target_frames:
+    elif target_frames:
         raise ValueError("the geometry score needs both --target-frames and --sim-frames")
-    if not args.no_latency:
-        results["latency_ms_per_frame"] = latency(E, G, steps, lr, args.latency_repeats, args.seed)
+    if latency_repeats is not None:
+        results["latency_ms_per_frame"] = latency(E, G, steps, lr, latency_repeats, seed)
     return results
-
-
-def _print(results: dict[str, Any]) -> None:
-    def walk(d: dict, indent: str = "") -> None:
-        for key, value in d.items():
-            if isinstance(value, dict):
-                print(f"{indent}{key}:")
-                walk(value, indent + "  ")
-            elif isinstance(value, float):
-                print(f"{indent}{key}: {value:.4f}")
-            else:
-                print(f"{indent}{key}: {value}")
-
-    walk(results)
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = evaluate(args)
-    _print(results)
-    if args.out:
-        from domrand.utils import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    return 0

@@ -343,7 +343,7 @@ def modulation_coefficients(
 def prefer_fused(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Pick the faster modulated-conv path for this device and batch.
 
-    Measured with ``domrand bench generator --modconv`` (docs/benchmarks.md): on CPU the shared
+    Measured with ``domrand speed generator --modconv`` (docs/benchmarks.md): on CPU the shared
     convolution of the non-fused path wins at every batch size (grouped convolutions with many
     groups are slow there); on CUDA the grouped convolution is the usual winner for small batches
     where shared weights cannot fill the GPU (not yet measured here: see docs/benchmarks.md).

@@ -1,4 +1,4 @@
-"""``domrand benchmark``: does StyleGAN randomization transfer better than the baselines?
+"""``domrand transfer``: does StyleGAN randomization transfer better than the baselines?
 
 One model, one budget and one set of seeds per *condition*; every trained model is tested in the
 target visual domain(s) (the envs' target presets stand in for real camera imagery). Conditions are
@@ -18,9 +18,9 @@ The package's layers (each imports only those above it): ``common`` -> ``bundles
 
 Usage::
 
-    domrand benchmark --config smoke                    # bundled preset (configs/benchmark/smoke.yaml)
-    domrand benchmark --config taskA --bundle runs/bundle --out runs/bench
-    domrand benchmark --config taskB --conditions none classic stylegan oracle
+    domrand transfer --config smoke                    # bundled preset (configs/benchmark/smoke.yaml)
+    domrand transfer --config taskA --bundle runs/bundle --out runs/bench
+    domrand transfer --config taskB --conditions none classic stylegan oracle
 
 Writes ``OUT/results.json``, ``OUT/results.png``, ``OUT/table.txt`` and ``OUT/config.yaml`` and
 prints the table. In Python: ``run_benchmark(load_benchmark_config("taskA"), out)``.

@@ -1,4 +1,4 @@
-"""Adding rows to an earlier benchmark run: ``domrand benchmark --add-to OLD/results.json``.
+"""Adding rows to an earlier benchmark run: ``domrand transfer --add-to OLD/results.json``.
 
 The new run must measure the same thing as the old one (the same config but for the conditions,
 the bundle and machine-only settings, and the same env sources hash); its rows join the old table
@@ -27,11 +27,11 @@ def load_results(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"--add-to: {path} does not exist (the results.json of an earlier 'domrand benchmark' run)") from None
+        raise ConfigError(f"--add-to: {path} does not exist (the results.json of an earlier 'domrand transfer' run)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--add-to: {path} is not valid JSON ({' '.join(str(exc).split())[:100]})") from None
     if not isinstance(data, dict) or "sections" not in data or "config" not in data:
-        raise ConfigError(f"--add-to: {path} is not a results.json written by 'domrand benchmark'")
+        raise ConfigError(f"--add-to: {path} is not a results.json written by 'domrand transfer'")
     return data
 
 

@@ -217,7 +217,7 @@ def write_report(results: dict[str, Any], out: str | Path, cfg: Any = None) -> d
         plot_results(results, files["plot"])
     except ImportError:  # matplotlib is optional (the test extra has it; a plain install may not)
         del files["plot"]
-        print(f"domrand benchmark: {out / 'results.png'} not drawn: matplotlib is not installed "
+        print(f"domrand transfer: {out / 'results.png'} not drawn: matplotlib is not installed "
               "(pip install matplotlib); results.json and table.txt are complete")
     results = {**results, "files": {k: str(v) for k, v in files.items()}}
     write_results_json(results, files["results_json"])

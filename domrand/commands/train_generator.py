@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from domrand import cli_args
+from domrand.commands import cli_args
 from domrand.config import parse_overrides
 
 DEFAULT_PRESET = "small64"

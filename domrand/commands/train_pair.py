@@ -18,7 +18,7 @@ import argparse
 import shlex
 import sys
 
-from domrand import cli_args
+from domrand.commands import cli_args
 from domrand.config import dump_yaml
 
 

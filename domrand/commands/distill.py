@@ -16,7 +16,7 @@ import argparse
 import shlex
 import sys
 
-from domrand import cli_args
+from domrand.commands import cli_args
 from domrand.config import dump_yaml
 
 

@@ -1,9 +1,9 @@
 """Make ``docs/envs.png``: the same states rendered in sim, two target presets and randomized.
 
-Run ``python -m domrand.envs.make_figure [--out docs/envs.png] [--size 128]``.
-``python -m domrand.envs.make_figure --target-lab [--out docs/target_lab.png]`` makes the
+Run ``python scripts/env_figures.py [--out docs/envs.png] [--size 128]``.
+``python scripts/env_figures.py --target-lab [--out docs/target_lab.png]`` makes the
 ``target-lab`` grid instead: 8 x 4 episodes, one look each, 64x64 frames shown at 2x.
-``python -m domrand.envs.make_figure --baselines [--out docs/baselines.png]`` shows the training
+``python scripts/env_figures.py --baselines [--out docs/baselines.png]`` shows the training
 frames of the ``classic`` and ``augment`` baselines (and each augmentation kind) for 8 states.
 """
 

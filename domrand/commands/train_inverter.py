@@ -31,7 +31,7 @@ import os
 import shlex
 import sys
 
-from domrand import cli_args
+from domrand.commands import cli_args
 from domrand.config import dump_yaml, load_config, parse_overrides, replace
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domrand import cli_args
+from domrand.commands import cli_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""``domrand benchmark``: the transfer benchmark's command line (a thin layer over ``run_benchmark``)."""
+"""``domrand transfer``: the transfer benchmark's command line (a thin layer over ``run_benchmark``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from domrand import cli_args
+from domrand.commands import cli_args
 from domrand.config import ConfigError, dump_yaml, parse_overrides, to_dict
 from domrand.transfer.bundles import BUNDLED, UNTRAINED_BUNDLE
 from domrand.transfer.config import CONDITIONS, TASKS, load_benchmark_config
