@@ -277,7 +277,7 @@ def test_noise_bias_act_emulated(emu, noise_batch, act, dtype):
     ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
     xr, br, sr = ref_leaves[:3]
     nr = ref_leaves[3] if noise is not None else None
-    yr = cuda_autograd.noise_bias_act_reference(xr, nr, sr, br, **kw)
+    yr = noise_bias_act_reference(xr, nr, sr, br, **kw)
     _close(y, yr, dtype, "forward")
     dy = torch.randn_like(yr)
     got = torch.autograd.grad(y, leaves, dy.to(dtype), allow_unused=True)
@@ -303,12 +303,12 @@ def test_noise_bias_act_emulated_double_backward_and_float_strength(emu):
         return torch.autograd.grad(gx.square().sum(), [x, strength])
 
     got = second_order(lambda x, s: cuda_autograd.noise_bias_act(x, noise, s, None, act="swish", runner=emu))
-    want = second_order(lambda x, s: cuda_autograd.noise_bias_act_reference(x, noise, s, None, act="swish"))
+    want = second_order(lambda x, s: noise_bias_act_reference(x, noise, s, None, act="swish"))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
     x = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(cuda_autograd.noise_bias_act(x, noise, 0.25, act="lrelu", runner=emu),
-                               cuda_autograd.noise_bias_act_reference(x, noise, 0.25, act="lrelu"))
+                               noise_bias_act_reference(x, noise, 0.25, act="lrelu"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -447,31 +447,29 @@ def test_emulated_networks_match_reference_with_r1_and_path_length(emu, monkeypa
         torch.testing.assert_close(grads_k[name], grads_r[name], rtol=1e-3, atol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
-def proposed_noise_bias_act(x, noise, strength=None, b=None, act="linear", alpha=None, gain=None, clamp=None):
-    """The ``ops.noise_bias_act`` proposed for ops.py (dispatch lines + reference)."""
-    impl = dispatch.maybe_cuda("noise_bias_act", x, noise, strength, b)
-    if impl is not None:
-        return impl(x, noise, strength, b, act=act, alpha=alpha, gain=gain, clamp=clamp)
-    if noise is not None:
-        x = x + (noise if strength is None else noise * strength).to(x.dtype)
-    return ops.bias_act(x, b, act=act, alpha=alpha, gain=gain, clamp=clamp)
+def noise_bias_act_reference(*args, **kwargs):
+    """``ops.noise_bias_act`` through its PyTorch reference (never a kernel)."""
+    with ops.reference_only():
+        return ops.noise_bias_act(*args, **kwargs)
 
 
-def proposed_synthesis_layer_forward(self, x, w, noise, fused=None, gain=1.0):
-    """SynthesisLayer.forward using the fused noise + bias + activation op (proposed)."""
+def previous_synthesis_layer_forward(self, x, w, noise, fused=None, gain=1.0):
+    """SynthesisLayer.forward before the fused noise + bias + activation op: noise added inside the
+    modulated convolution, then bias_act."""
     from domrand.utils import assert_shape
 
     styles = self.affine(w)
     if noise is not None:
         assert_shape("noise", noise, [None, 1, self.resolution, self.resolution])
-    x = ops.modulated_conv2d(x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, fused=fused)
+        noise = noise * self.noise_strength
+    x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, resample_filter=self.resample_filter, fused=fused)
     clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-    return ops.noise_bias_act(x, noise, self.noise_strength, self.bias, act="lrelu", gain=math.sqrt(2) * gain,
-                              clamp=clamp)
+    return ops.bias_act(x, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
 
 
-def test_emulated_proposed_noise_bias_act_integration(emu, monkeypatch):
-    """The proposed fused synthesis layer equals today's (reference path), and runs the noise kernels."""
+def test_synthesis_layers_use_noise_bias_act_and_its_kernel(emu, monkeypatch):
+    """The synthesis layer (ops.noise_bias_act) equals the previous formula exactly on the reference
+    path, and through dispatch runs the noise kernels with the same result."""
     from domrand.config import NetworkConfig
     from domrand.generator import networks
 
@@ -490,9 +488,9 @@ def test_emulated_proposed_noise_bias_act_integration(emu, monkeypatch):
         img.square().sum().backward()
         return img.detach(), {n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None}
 
-    want_img, want_grads = run()
-    monkeypatch.setattr(ops, "noise_bias_act", proposed_noise_bias_act, raising=False)
-    monkeypatch.setattr(networks.SynthesisLayer, "forward", proposed_synthesis_layer_forward)
+    with monkeypatch.context() as m:
+        m.setattr(networks.SynthesisLayer, "forward", previous_synthesis_layer_forward)
+        want_img, want_grads = run()
     for kernels in (False, True):
         if kernels:
             integrate_dispatch(monkeypatch)
@@ -500,6 +498,8 @@ def test_emulated_proposed_noise_bias_act_integration(emu, monkeypatch):
             monkeypatch.setattr(dispatch, "runner_for", lambda device: emu)
             emu.calls.clear()
         img, grads = run()
+        if not kernels:  # the same arithmetic in the same order: bit for bit
+            assert torch.equal(img, want_img) and all(torch.equal(grads[n], want_grads[n]) for n in want_grads)
         torch.testing.assert_close(img, want_img, rtol=1e-4, atol=1e-5)
         for name in want_grads:
             torch.testing.assert_close(grads[name], want_grads[name], rtol=1e-3, atol=1e-5)
@@ -516,7 +516,7 @@ def _with_runner(op, runner):
 
 
 def _reference(op):
-    return cuda_autograd.noise_bias_act_reference if op == "noise_bias_act" else getattr(ops, op)
+    return noise_bias_act_reference if op == "noise_bias_act" else getattr(ops, op)
 
 
 @pytest.mark.parametrize("op", dispatch.OPS)
@@ -654,7 +654,7 @@ def test_gpu_noise_bias_act_and_modulation(gpu, dtype):
     strength = torch.tensor(0.4, device=gpu, requires_grad=True)
     b = torch.randn(32, device=gpu).to(dtype).requires_grad_()
     y = cuda_autograd.noise_bias_act(x, noise, strength, b, act="lrelu", clamp=256)
-    yr = cuda_autograd.noise_bias_act_reference(x.float(), noise.float(), strength, b.float(), act="lrelu", clamp=256)
+    yr = noise_bias_act_reference(x.float(), noise.float(), strength, b.float(), act="lrelu", clamp=256)
     _close(y, yr, dtype, "noise_bias_act forward")
     w = torch.randn(64, 32, 3, 3, device=gpu)
     s = torch.randn(4, 32, device=gpu)

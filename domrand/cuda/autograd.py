@@ -126,27 +126,6 @@ def bias_act(
 # noise_bias_act
 
 
-def noise_bias_act_reference(
-    x: torch.Tensor,
-    noise: torch.Tensor | None,
-    strength: torch.Tensor | float | None = None,
-    b: torch.Tensor | None = None,
-    act: str = "linear",
-    alpha: float | None = None,
-    gain: float | None = None,
-    clamp: float | None = None,
-) -> torch.Tensor:
-    """Reference: ``bias_act(x + noise * strength, b, act, alpha, gain, clamp)``.
-
-    x ``[N, C, H, W]``; noise ``[N|1, 1, H, W]`` (broadcast over channels) or ``None``;
-    strength a scalar (tensor or float; ``None`` means 1).
-    """
-    if noise is not None:
-        scaled = noise if strength is None else noise * strength
-        x = x + scaled.to(x.dtype)
-    return ops.bias_act(x, b, dim=1, act=act, alpha=alpha, gain=gain, clamp=clamp)
-
-
 class _NoiseBiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, noise, strength, b, act, alpha, gain, clamp, runner):
@@ -162,7 +141,7 @@ class _NoiseBiasAct(torch.autograd.Function):
         needs = ctx.needs_input_grad[:4]
         if torch.is_grad_enabled():
             def ref(x_, noise_, strength_, b_):
-                return noise_bias_act_reference(x_, noise_, strength_, b_, act=act, alpha=alpha, gain=gain, clamp=clamp)
+                return ops.noise_bias_act(x_, noise_, strength_, b_, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
             dx, dnoise, dstrength, db = _reference_grads(ref, [x, noise, strength, b], needs, dy)
             return dx, dnoise, dstrength, db, None, None, None, None, None
@@ -195,7 +174,7 @@ def noise_bias_act(
     *,
     runner: Any = None,
 ) -> torch.Tensor:
-    """CUDA fused noise injection + bias + activation (see ``noise_bias_act_reference``)."""
+    """CUDA ``ops.noise_bias_act``: fused noise injection + bias + activation."""
     alpha, gain = _resolve_act(act, alpha, gain)
     if x.ndim != 4:
         raise ValueError(f"x: expected shape [N, C, H, W], got {list(x.shape)}")

@@ -183,12 +183,9 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         if noise is not None:
             assert_shape("noise", noise, [None, 1, self.resolution, self.resolution])
-            noise = noise * self.noise_strength
-        x = ops.modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, resample_filter=self.resample_filter, fused=fused
-        )
+        x = ops.modulated_conv2d(x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, fused=fused)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return ops.bias_act(x, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
+        return ops.noise_bias_act(x, noise, self.noise_strength, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
 
 
 class ToRGBLayer(nn.Module):

@@ -1,7 +1,7 @@
 """Reference (pure PyTorch) implementations of the generator's heavy ops.
 
 * ``setup_filter`` / ``upfirdn2d`` / ``upsample2d`` / ``downsample2d``: anti-aliased FIR resampling.
-* ``bias_act``: bias + activation + gain + clamp.
+* ``bias_act``: bias + activation + gain + clamp; ``noise_bias_act``: noise + bias + activation.
 * ``conv2d_resample``: a convolution with optional FIR up/down-sampling around it.
 * ``modulated_conv2d``: StyleGAN2 style modulation and demodulation, fused or non-fused.
 
@@ -40,8 +40,8 @@ _local = threading.local()
 def register_accelerator(accelerator: Accelerator | None) -> Accelerator | None:
     """Plug a fast backend into the ops (``None`` unplugs it); returns the one it replaces.
 
-    ``accelerator(op_name, *tensors)`` is called at the top of ``upfirdn2d``, ``bias_act`` and
-    ``modulation_coefficients`` with the op's tensor arguments (main input first) and returns a
+    ``accelerator(op_name, *tensors)`` is called at the top of ``upfirdn2d``, ``bias_act``,
+    ``noise_bias_act`` and ``modulation_coefficients`` with the op's tensor arguments (main input first) and returns a
     callable taking the op's own arguments, or ``None`` to run the reference."""
     global _accelerator
     old, _accelerator = _accelerator, accelerator
@@ -277,6 +277,29 @@ def bias_act(
 
 # --------------------------------------------------------------------------------------------
 # Convolution with FIR resampling
+
+
+def noise_bias_act(
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    strength: torch.Tensor | float | None = None,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    alpha: float | None = None,
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """``bias_act(x + noise * strength, b, act, alpha, gain, clamp)``: the tail of a synthesis layer.
+
+    x ``[N, C, H, W]``; noise ``[N|1, 1, H, W]`` (broadcast over channels) or ``None``; strength a
+    scalar (tensor or float; ``None`` means 1). One fused kernel on CUDA, this reference elsewhere.
+    """
+    impl = _fast("noise_bias_act", x, noise, strength, b)
+    if impl is not None:
+        return impl(x, noise, strength, b, act=act, alpha=alpha, gain=gain, clamp=clamp)
+    if noise is not None:
+        x = x + (noise if strength is None else noise * strength).to(x.dtype)
+    return bias_act(x, b, dim=1, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 
 def _transpose_grouped_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
