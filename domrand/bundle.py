@@ -39,7 +39,8 @@ import torch
 
 from domrand import checkpoint
 from domrand.checkpoint import CheckpointError, load_network, weights_hash
-from domrand.generator import inverter as _inverter, networks as _networks, student as _student  # noqa: F401  (register with checkpoint)
+from domrand.generator import networks as _networks, student as _student  # noqa: F401  (register with checkpoint)
+from domrand.generator.inverter import check_pairing, recorded_generator_hash
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS
 from domrand.utils import atomic_write_text, resolve_device
 
@@ -78,13 +79,6 @@ def default_bundle_path() -> Path:
         "with 'domrand bundle --generator GEN_RUN --inverter INV_RUN --out DIR' after 'domrand train-generator' "
         "and 'domrand train-inverter'"
     )
-
-
-def _inverter_generator_hash(E: torch.nn.Module) -> str | None:
-    value = getattr(E, "generator_hash", None)
-    if value is None:
-        value = (getattr(E, "extra", None) or {}).get("generator_hash")
-    return None if value is None else str(value)
 
 
 def _summary(E: torch.nn.Module) -> dict[str, Any]:
@@ -178,21 +172,18 @@ def info_checksum(info: dict[str, Any]) -> str:
 
 
 def _check_pair(G: torch.nn.Module, E: torch.nn.Module, where: str, stored: str | None = None) -> str:
+    """``check_pairing`` as a ``CheckpointError`` naming ``where``, after checking ``G`` against the
+    hash the bundle records (``stored``); returns the generator's weights hash."""
     have = weights_hash(G)
     if stored is not None and stored != have:
         raise CheckpointError(
             f"{where}: the generator's weights hash is {have}, but the bundle records {stored} "
             "(the generator file was replaced or is corrupt)"
         )
-    want = _inverter_generator_hash(E)
-    if want is None:
-        raise CheckpointError(f"{where}: the inverter records no generator_hash, so it cannot be paired with a generator")
-    if want != have:
-        raise CheckpointError(
-            f"{where}: inverter/generator mismatch: the inverter was trained for generator {want}, "
-            f"but the generator's weights hash is {have}"
-        )
-    return have
+    try:
+        return check_pairing(G, E, require_hash=True)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
 
 
 def save_bundle(

@@ -182,14 +182,6 @@ def from_group(device: str | torch.device = "cpu") -> Context:
 # world size; ranks that are threads of one process (tests) pass an in-memory ``reduce``.
 
 
-def stream_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed for a random stream, a deterministic function of ``seed`` and ``keys``."""
-    import numpy as np
-
-    ss = np.random.SeedSequence([int(seed)] + [int(k) for k in keys])
-    return int(ss.generate_state(1, np.uint64)[0] >> 1)
-
-
 def average_gradients(
     parameters: Any, reduce: Reduce | None, world_size: int, *, rank: int = 0, what: str = "model"
 ) -> None:

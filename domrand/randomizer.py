@@ -34,13 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from domrand.bundle import Bundle, load_bundle
+from domrand.generator.inverter import check_pairing
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES
-from domrand.utils import parse_dtype
-
-
-def _seed_int(*entropy: int) -> int:
-    """A 64-bit seed from integer entropy, independent of any global RNG."""
-    return int(np.random.SeedSequence([int(e) & ((1 << 64) - 1) for e in entropy]).generate_state(1, np.uint64)[0])
+from domrand.utils import derive_seed, parse_dtype
 
 
 def env_seeds(ids: Sequence[int], seed: int | Sequence[int] | None, rng: np.random.Generator) -> list[int]:
@@ -48,10 +44,10 @@ def env_seeds(ids: Sequence[int], seed: int | Sequence[int] | None, rng: np.rand
     gives one seed per env; ``None`` draws a base seed from ``rng``."""
     if seed is None:
         base = int(rng.integers(2**63))
-        return [_seed_int(base, i) for i in ids]
+        return [derive_seed(base, i, bits=64) for i in ids]
     if isinstance(seed, (int, np.integer)):
-        return [_seed_int(int(seed), i) for i in ids]
-    return [_seed_int(int(s)) for s in seed]
+        return [derive_seed(int(seed), i, bits=64) for i in ids]
+    return [derive_seed(int(s), bits=64) for s in seed]
 
 
 def cpu_has_fast_bfloat16() -> bool:
@@ -208,7 +204,7 @@ class StyleRandomizer:
             raise ValueError(f"drift_steps must be >= 0, got {drift_steps}")
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._step_gen = torch.Generator().manual_seed(_seed_int(self._rng.integers(2**63), 7))
+        self._step_gen = torch.Generator().manual_seed(derive_seed(self._rng.integers(2**63), 7, bits=64))
         self._warned_nonfinite = False
         # Per-environment state, grown on demand; index = env id.
         w_dim = int(G.w_dim)
@@ -240,22 +236,10 @@ class StyleRandomizer:
         return cls(bundle.G, bundle.E, student=bundle.student, **merged)
 
     def _check_pairing(self) -> None:
-        from domrand.checkpoint import weights_hash
-
-        want = getattr(self.E, "generator_hash", None)
-        if want is None:
-            want = (getattr(self.E, "extra", None) or {}).get("generator_hash")
-        if want is None:
-            raise ValueError(
-                "the inverter records no generator_hash, so it cannot be checked against this generator; "
-                "pass check_pairing=False if you are sure they belong together"
-            )
-        have = weights_hash(self.G)
-        if str(want) != have:
-            raise ValueError(
-                f"inverter/generator mismatch: the inverter was trained for generator {want}, but this generator's "
-                f"weights hash is {have}; use the generator the inverter was trained with (or retrain the inverter)"
-            )
+        try:
+            check_pairing(self.G, self.E, require_hash=True)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (pass check_pairing=False if you are sure they belong together)") from None
 
     # ---- controls -------------------------------------------------------------------------------
     @property

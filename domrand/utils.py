@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 
@@ -101,3 +102,14 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if key not in _DTYPES:
         raise ValueError(f"dtype must be one of float32, float16, bfloat16, got {dtype!r}")
     return _DTYPES[key]
+
+
+def derive_seed(*entropy: int, bits: int = 63) -> int:
+    """A seed of ``bits`` bits (1..64, default 63: non-negative as a signed 64-bit integer) derived
+    from integers through ``numpy.random.SeedSequence``, independent of any global RNG; each integer
+    is taken modulo ``2**64``. The one seed derivation of domrand (streams, ranks, env styles, frames)."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"derive_seed: bits must be in 1..64, got {bits}")
+    state = np.random.SeedSequence([int(e) & (2**64 - 1) for e in entropy]).generate_state(1, np.uint64)[0]
+    return int(state) >> (64 - bits)
+

@@ -35,10 +35,11 @@ from domrand.config import dump_yaml, from_dict
 from domrand.generator import runs
 from domrand.generator.student import StudentConfig, StudentNet
 from domrand.generator.train_loop import run_training, start_or_resume
-from domrand.utils import atomic_path
+from domrand.utils import atomic_path, derive_seed
 
 CHECKPOINT_FILES = ("student.safetensors", "train_state.safetensors")
 PAIRS_FILE = "teacher_pairs.npz"
+PAIRS_VERSION = 2  # 2: pair styles seeded by utils.derive_seed (1: 32-bit SeedSequence states)
 CONFIG = "config.yaml"
 
 
@@ -148,7 +149,7 @@ def make_teacher_pairs(
     for s in tqdm(range(0, total, chunk), disable=not progress, desc="teacher pairs", unit_scale=chunk):
         ks = list(range(s, min(s + chunk, total)))
         ids = list(range(len(ks)))
-        randomizer.resample(ids, seed=[int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in ks], immediate=True)
+        randomizer.resample(ids, seed=[derive_seed(seed, k) for k in ks], immediate=True)
         targets.append(randomizer.randomize(frames[idx[ks]], env_ids=ids))
         styles.append(student_styles(randomizer, ids).cpu().numpy())
     return {"frame": idx.astype(np.int64), "style": np.concatenate(styles).astype(np.float32), "target": np.concatenate(targets)}
@@ -227,7 +228,7 @@ class DistillTrainer:
 
     def _pairs(self, t: Any, bundle: Any, progress: bool) -> dict[str, np.ndarray]:
         """Teacher pairs of the training frames: from the run's cache when its key matches, else made and cached."""
-        key = json.dumps({"teacher": self.teacher_hash, "frames": checkpoint.tensors_hash({"f": torch.from_numpy(self.frames)}),
+        key = json.dumps({"pairs": PAIRS_VERSION, "teacher": self.teacher_hash, "frames": checkpoint.tensors_hash({"f": torch.from_numpy(self.frames)}),
                           "styles_per_frame": self.tc.styles_per_frame, "max_pairs": self.tc.max_pairs, "seed": self.seed,
                           "psi": t.psi})  # fmt: skip
         path = None if self.run_dir is None else self.run_dir / PAIRS_FILE

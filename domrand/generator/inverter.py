@@ -197,6 +197,40 @@ def save_inverter(path, E: nn.Module, extra: dict[str, Any] | None = None) -> No
     checkpoint.save_network(path, E, extra)
 
 
+def recorded_generator_hash(E: Any) -> str | None:
+    """The generator weights hash an inverter (or a stand-in with ``extra``) records, or None."""
+    value = getattr(E, "generator_hash", None)
+    if value is None:
+        value = (getattr(E, "extra", None) or {}).get("generator_hash")
+    return None if value is None else str(value)
+
+
+def check_pairing(G: nn.Module, E: Any, require_hash: bool = True) -> str:
+    """Raise ``ValueError`` unless ``E`` was trained for ``G``; returns ``G``'s weights hash.
+
+    An ``Inverter`` is also checked against the generator's shape (``generator_info``). An inverter
+    that records no generator hash is refused when ``require_hash`` (bundles, the randomizer) and
+    passes otherwise (an inverter in training, before it is tied to weights)."""
+    if isinstance(E, Inverter):
+        info = generator_info(G, E.keep_resolution)
+        if info != E.gen_info:
+            raise ValueError(f"inverter/generator mismatch: the inverter was built for a generator with {E.gen_info}, "
+                             f"this generator has {info}")  # fmt: skip
+    have = _cached_weights_hash(G)
+    want = recorded_generator_hash(E)
+    if want is None:
+        if require_hash:
+            raise ValueError("the inverter records no generator_hash, so it cannot be paired with a generator")
+        return have
+    if want != have:
+        raise ValueError(
+            f"inverter/generator mismatch: the inverter was trained for generator weights {want}, "
+            f"this generator's weights hash to {have}; train an inverter for this generator "
+            "(domrand train-inverter) or load the generator it was trained with"
+        )
+    return have
+
+
 _HASH_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
@@ -385,20 +419,9 @@ class Inverter(nn.Module):
 
     # ---- pairing -------------------------------------------------------------------------
     def check_pairing(self, G: nn.Module) -> None:
-        """Raise ``ValueError`` unless ``G`` is the generator this inverter was trained for."""
-        info = generator_info(G, self.keep_resolution)
-        if info != self.gen_info:
-            raise ValueError(
-                f"inverter/generator mismatch: the inverter was built for a generator with {self.gen_info}, "
-                f"this generator has {info}"
-            )
-        h = _cached_weights_hash(G)
-        if self.generator_hash and h != self.generator_hash:
-            raise ValueError(
-                f"inverter/generator mismatch: the inverter was trained for generator weights {self.generator_hash}, "
-                f"this generator's weights hash to {h}; train an inverter for this generator "
-                "(domrand train-inverter) or load the generator it was trained with"
-            )
+        """Raise ``ValueError`` unless ``G`` is the generator this inverter was trained for
+        (``check_pairing(G, self, require_hash=False)``)."""
+        check_pairing(G, self, require_hash=False)
 
     # ---- forward -------------------------------------------------------------------------
     def pyramid(self, images: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -84,7 +84,7 @@ from domrand.generator.inverter_losses import (
     weighted_recon_loss,
 )
 from domrand.generator.networks import mix_styles, random_crossover
-from domrand.utils import atomic_write_text
+from domrand.utils import atomic_write_text, derive_seed
 
 E_FILE = "E.safetensors"
 STATE_FILE = "train_state.safetensors"
@@ -446,7 +446,7 @@ class InverterTrainer:
             self.resumed_rng = "restored"
         else:  # the old ranks' streams do not map onto the new ranks: a function of the run and the step
             seed = int(meta.get("seed", self.seed))
-            self.rng.manual_seed(dist_utils.stream_seed(seed, self.rank, self.step, self.world_size, 1))
+            self.rng.manual_seed(derive_seed(seed, self.rank, self.step, self.world_size, 1))
             self.resumed_rng = "rederived"
         self.saved_world_size = saved_ws
 
@@ -534,7 +534,7 @@ class InverterTrainer:
 def rank_seed(seed: int, rank: int) -> int:
     """The RNG seed of one rank: ``seed`` for rank 0 (a single process is unchanged), else a
     deterministic function of ``(seed, rank)``."""
-    return int(seed) if int(rank) == 0 else dist_utils.stream_seed(int(seed), int(rank))
+    return int(seed) if int(rank) == 0 else derive_seed(int(seed), int(rank))
 
 
 def _to_float(images: np.ndarray, device) -> torch.Tensor:

@@ -63,7 +63,7 @@ from domrand.generator.losses import (
 )
 from domrand.generator.layers import block_resolutions
 from domrand.generator.networks import Discriminator, Generator
-from domrand.utils import atomic_write_text, resolve_device
+from domrand.utils import atomic_write_text, derive_seed, resolve_device
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
@@ -181,10 +181,6 @@ def dataset_key(images: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def _stream_seed(seed: int, rank: int, index: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(rank), int(index)]).generate_state(1, np.uint64)[0] >> 1)
-
-
 # --------------------------------------------------------------------------------------------
 # The loop
 
@@ -223,7 +219,7 @@ class Trainer:
         # Weight init: same on every rank; caller's RNG untouched; the lock keeps ranks that are
         # threads of one process (tests) from interleaving on torch's global RNG.
         with _INIT_LOCK, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_stream_seed(seed, 0, 100))
+            torch.manual_seed(derive_seed(seed, 0, 100))
             self.G = Generator(cfg.network).to(self.device).train()
             self.D = Discriminator(cfg.network, progressive=self.t.progressive).to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -267,7 +263,7 @@ class Trainer:
                 target=self.t.ada_target, interval=self.t.ada_interval, speed_kimg=self.t.ada_kimg, batch=self.batch
             )
         self.pl = PathLengthRegularizer(self.t.pl_decay, device=self.device, reduce=reduce, world_size=world_size)
-        self.gens = {name: torch.Generator().manual_seed(_stream_seed(seed, rank, i)) for i, name in enumerate(STREAMS)}
+        self.gens = {name: torch.Generator().manual_seed(derive_seed(seed, rank, i)) for i, name in enumerate(STREAMS)}
         self.resumed_streams = "fresh"  # fresh | restored | rederived (after load_state)
         self.grid_z = torch.randn(GRID_ROWS * GRID_COLS, cfg.network.z_dim, generator=torch.Generator().manual_seed(seed))
         self.step = 0
@@ -654,8 +650,7 @@ class Trainer:
             self.resumed_streams = "restored"
         else:  # another number of ranks: fresh streams, a deterministic function of the run and the step
             for i, (name, gen) in enumerate(self.gens.items()):
-                ss = np.random.SeedSequence([self.seed, self.rank, i, self.step, self.world_size, 1])
-                gen.manual_seed(int(ss.generate_state(1, np.uint64)[0] >> 1))
+                gen.manual_seed(derive_seed(self.seed, self.rank, i, self.step, self.world_size, 1))
             self.resumed_streams = "rederived"
         torch.set_rng_state(tensors["rng/torch"])
         cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]

@@ -46,11 +46,6 @@ def content_hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def derive_seed(*entropy: int) -> int:
-    """A non-negative 63-bit seed derived from integers (``numpy.random.SeedSequence``)."""
-    return int(np.random.SeedSequence([int(e) & (2**63 - 1) for e in entropy]).generate_state(1, np.uint64)[0] >> 1)
-
-
 def state_seeds(cfg: "BenchmarkConfig", split: str, n: int) -> list[int]:
     """Reset seeds of the ``train`` or ``test`` states (disjoint ranges)."""
     base = cfg.data_seed * 10**7 + (TEST_OFFSET if split == "test" else 0)

@@ -12,8 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 
-from domrand.transfer.common import Log, derive_seed, mean_rows, progress_bar, run_episode, split_preset, summarize, torch_device
+from domrand.transfer.common import Log, mean_rows, progress_bar, run_episode, split_preset, summarize, torch_device
 from domrand.transfer.conditions import FrameContext, get_condition
+from domrand.utils import derive_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig

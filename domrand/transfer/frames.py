@@ -17,7 +17,6 @@ from domrand.transfer.bundles import bundle_fingerprint
 from domrand.transfer.common import (
     FRAMES_VERSION,
     content_hash,
-    derive_seed,
     env_source_hash,
     load_npz,
     progress_bar,
@@ -25,6 +24,7 @@ from domrand.transfer.common import (
     split_preset,
     state_seeds,
 )
+from domrand.utils import derive_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig

@@ -30,7 +30,6 @@ from domrand.transfer.common import (
     FRAMES_VERSION,
     Log,
     content_hash,
-    derive_seed,
     env_source_hash,
     load_npz,
     mean_rows,
@@ -44,6 +43,7 @@ from domrand.transfer.common import (
 )
 from domrand.transfer.conditions import FrameContext, get_condition, with_role
 from domrand.transfer.localization import Localizer, fit_on_views, frames_to_input
+from domrand.utils import derive_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig

@@ -23,7 +23,6 @@ from torch import nn
 from domrand.transfer.common import (
     Log,
     content_hash,
-    derive_seed,
     env_source_hash,
     mean_rows,
     progress_bar,
@@ -41,6 +40,7 @@ IN_DOMAIN_ABOUT = (
     "(none: sim; classic: a classic randomized draw; augment/stylegan: sim frames through the augmenter/"
     "randomizer with unseen parameters; oracle: its own preset, mean over presets): does it fit its own frames?"
 )
+from domrand.utils import derive_seed
 ERROR_KEYS = ("error_cm", "median_cm", "within")
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from domrand.transfer.common import derive_seed
 from domrand.transfer.conditions import register
 from domrand.transfer.conditions.base import Condition, FrameContext
 from domrand.transfer.frames import augment_options, augment_views
+from domrand.utils import derive_seed
 
 
 @register
