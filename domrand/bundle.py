@@ -41,6 +41,7 @@ from domrand import checkpoint
 from domrand.checkpoint import CheckpointError, load_network, weights_hash
 from domrand.generator import networks as _networks, student as _student  # noqa: F401  (register with checkpoint)
 from domrand.generator.inverter import check_pairing, recorded_generator_hash
+from domrand.generator.runs import resolve_run_file
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS
 from domrand.utils import atomic_write_text, resolve_device
 
@@ -53,7 +54,6 @@ STUDENT_CLASS = "StudentNet"
 INVERTER_CLASS = "Inverter"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "bundle"
 # file names written by the training code in a run directory
-RUN_FILES = {"generator": ("G_ema.safetensors", "G_ema"), "inverter": ("E.safetensors", "E")}
 MAX_INFO_BYTES = 10_000_000  # a bundle.json beyond this is refused unread
 _HEX16 = "a 16-character hexadecimal string"
 
@@ -423,26 +423,6 @@ def _verify_info_checksum(info: dict[str, Any], where: str) -> None:
             f"{where}: checksum mismatch: key 'checksum' does not match the bundle's settings (edited or corrupted "
             "after packaging); re-run 'domrand bundle' to change its options"
         )
-
-
-def resolve_run_file(path: str | os.PathLike, kind: str) -> Path:
-    """A checkpoint file for ``kind`` (``generator`` | ``inverter``) from a run directory or a file.
-
-    In a directory: ``G_ema.safetensors`` / ``E.safetensors`` at the top, else the newest
-    ``G_ema*.safetensors`` / ``E*.safetensors`` below it.
-    """
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"--{kind}: {path} is neither a run directory nor a checkpoint file")
-    name, stem = RUN_FILES[kind]
-    if (path / name).is_file():
-        return path / name
-    found = sorted(path.rglob(f"{stem}*.safetensors"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"--{kind}: no {name} (or {stem}*.safetensors) under run directory {path}")
-    return found[-1]
 
 
 def make_bundle(

@@ -32,7 +32,7 @@ def load_generator(path: str | Path) -> torch.nn.Module:
     p = Path(path)
     if (p / "bundle.json").is_file():
         return load_bundle(p, device="cpu").G
-    return checkpoint.load_network(runs.resolve_generator(p), "Generator", "cpu").requires_grad_(False)
+    return checkpoint.load_network(runs.resolve_run_file(p, "generator"), "Generator", "cpu").requires_grad_(False)
 
 
 @torch.no_grad()

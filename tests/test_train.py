@@ -146,9 +146,9 @@ def test_runs_prune_keeps_last_k_and_best(tmp_path: Path) -> None:
     assert [k for k, _ in runs.list_checkpoints(tmp_path)] == [1, 2, 3, 4, 5]
     runs.prune_checkpoints(tmp_path, keep_last=2)
     assert [k for k, _ in runs.list_checkpoints(tmp_path)] == [2, 4, 5]
-    assert runs.resolve_generator(tmp_path) == runs.checkpoint_dir(tmp_path, 5) / runs.G_EMA
+    assert runs.resolve_run_file(tmp_path) == runs.checkpoint_dir(tmp_path, 5) / runs.G_EMA
     with pytest.raises(FileNotFoundError, match="holds no generator"):
-        runs.resolve_generator(tmp_path / "checkpoints" / "kimg-000009")
+        runs.resolve_run_file(tmp_path / "checkpoints" / "kimg-000009")
     assert runs.format_kimg(0.512) == "000000.512" and runs.format_kimg(12.0) == "000012"
 
 

@@ -171,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
     from domrand.utils import resolve_device
 
     device = resolve_device(args.device)
-    gen_path = runs.resolve_generator(args.run, best=args.best)
+    gen_path = runs.resolve_run_file(args.run, "generator", best=args.best)
     G = load_network(gen_path, "Generator", device=device)
     run_dir = _run_dir_of(gen_path)
     if args.align:

@@ -38,7 +38,8 @@ from domrand import checkpoint
 from domrand.generator.dataset import load_images
 from domrand.generator.inverter import layout_noise, render
 from domrand.generator.inverter_losses import class_squared_errors
-from domrand.generator.inverter_train import randomize, resolve_generator_file, resolve_inverter
+from domrand.generator.inverter_train import randomize
+from domrand.generator.runs import resolve_run_file
 from domrand.generator.visualize import to_uint8
 from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
 from domrand.metrics import psnr, ssim
@@ -48,12 +49,12 @@ from domrand.utils import resolve_device
 
 
 def _load_pair(inverter: str, generator: str | None, device) -> tuple[Any, Any, Path, dict]:
-    e_file = resolve_inverter(inverter)
+    e_file = resolve_run_file(inverter, "inverter")
     info = checkpoint.read_network_info(e_file)
     source = generator or info["extra"].get("generator_source")
     if not source:
         raise ValueError(f"{e_file} records no generator; pass --generator")
-    g_file = resolve_generator_file(source)
+    g_file = resolve_run_file(source, "generator")
     G = checkpoint.load_network(g_file, "Generator", device).requires_grad_(False)
     E = checkpoint.load_network(e_file, "Inverter", device)
     E.check_pairing(G)

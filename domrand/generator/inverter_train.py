@@ -86,13 +86,13 @@ from domrand.generator.inverter_losses import (
 from domrand.generator.networks import mix_styles, random_crossover
 from domrand.utils import atomic_write_text, derive_seed
 
-E_FILE = "E.safetensors"
+E_FILE = runs.E_FILE
 STATE_FILE = "train_state.safetensors"
 CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
 METRICS = "metrics.jsonl"
-INVERTER_CHECKPOINT_FILES = (E_FILE, STATE_FILE)
+INVERTER_CHECKPOINT_FILES = runs.INVERTER_CHECKPOINT_FILES
 _INIT_LOCK = threading.Lock()  # ranks that are threads of one process (tests) share torch's global RNG
 
 
@@ -103,26 +103,6 @@ _INIT_LOCK = threading.Lock()  # ranks that are threads of one process (tests) s
 def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[float, Path]]:
     """Complete inverter checkpoints of a run, ``[(kimg, dir)]`` oldest first."""
     return runs.list_checkpoints(run_dir, required=INVERTER_CHECKPOINT_FILES)
-
-
-def resolve_inverter(path: str | os.PathLike) -> Path:
-    """A run dir, a checkpoint dir or an ``E.safetensors`` file -> the inverter file to load."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist (expected an inverter run directory or an E.safetensors file)")
-    if (p / E_FILE).is_file():
-        return p / E_FILE
-    found = list_checkpoints(p)
-    if found:
-        return found[-1][1] / E_FILE
-    raise FileNotFoundError(f"{p} holds no inverter ({E_FILE} or {CHECKPOINTS}/kimg-*/{E_FILE})")
-
-
-def resolve_generator_file(path: str | os.PathLike) -> Path:
-    """A generator run dir, checkpoint dir or file -> its G_ema file."""
-    return runs.resolve_generator(path)
 
 
 def find_discriminator(generator_path: str | os.PathLike) -> Path | None:
@@ -666,7 +646,7 @@ def train_inverter(
     out = Path(out)
 
     def setup() -> tuple:
-        gen_file = resolve_generator_file(generator)
+        gen_file = runs.resolve_run_file(generator, "generator")
         with _INIT_LOCK:  # building a network draws from torch's global RNG (ranks as threads: see E's init)
             G = checkpoint.load_network(gen_file, "Generator", device)
         cfg = config

@@ -35,6 +35,13 @@ CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors", "trai
 G_EMA = "G_ema.safetensors"
 G_EMA_BEST = "G_ema_best.safetensors"
 G_INIT = "G_init.safetensors"
+E_FILE = "E.safetensors"
+INVERTER_CHECKPOINT_FILES = (E_FILE, "train_state.safetensors")
+# kind -> (its network file, the files of a complete checkpoint of that run, the command that makes it)
+RUN_FILES = {
+    "generator": (G_EMA, CHECKPOINT_FILES, "train-generator"),
+    "inverter": (E_FILE, INVERTER_CHECKPOINT_FILES, "train-inverter"),
+}
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
 METRICS = "metrics.jsonl"
@@ -105,30 +112,32 @@ def list_samples(run_dir: str | os.PathLike) -> list[tuple[float, Path]]:
     return sorted(out, key=lambda t: t[0])
 
 
-def resolve_generator(path: str | os.PathLike, best: bool = False) -> Path:
-    """A run dir, checkpoint dir or network file -> the G_ema file to load.
+def resolve_run_file(path: str | os.PathLike, kind: str = "generator", best: bool = False) -> Path:
+    """A run dir, checkpoint dir or network file -> the ``kind`` (generator | inverter) file to load.
 
-    Run dir: ``G_ema_best.safetensors`` if ``best`` (and present), else ``G_ema.safetensors``, else
-    the newest complete checkpoint's ``G_ema``. Raises ``FileNotFoundError`` with what was looked for.
+    A file is itself. In a directory: ``G_ema_best.safetensors`` if ``best`` (and present; generators),
+    else ``G_ema.safetensors`` / ``E.safetensors`` at its top, else the newest complete checkpoint's.
+    Raises ``FileNotFoundError`` saying what was looked for. The one run-file lookup of domrand.
     """
+    if kind not in RUN_FILES:
+        raise ValueError(f"kind must be one of {', '.join(RUN_FILES)}, got {kind!r}")
+    name, required, command = RUN_FILES[kind]
     p = Path(path)
     if p.is_file():
         return p
     if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist (expected a run directory, a checkpoint directory or a .safetensors file)")
-    candidates = []
-    if best:
-        candidates.append(p / G_EMA_BEST)
-    candidates.append(p / G_EMA)
-    for c in candidates:
+        raise FileNotFoundError(f"{p} is neither a run directory nor a checkpoint file: it does not exist "
+                                f"(expected a {kind} run directory, a checkpoint directory or a .safetensors file)")  # fmt: skip
+    candidates = [p / G_EMA_BEST] if best and kind == "generator" else []
+    for c in [*candidates, p / name]:
         if c.is_file():
             return c
-    latest = latest_checkpoint(p)
-    if latest is not None:
-        return latest / G_EMA
+    found = list_checkpoints(p, required=required)
+    if found:
+        return found[-1][1] / name
     raise FileNotFoundError(
-        f"{p} holds no generator: no {G_EMA} and no complete checkpoint under {p / CHECKPOINTS} "
-        "(is this a train-generator run directory?)"
+        f"{p} holds no {kind}: no {name} and no complete checkpoint under {p / CHECKPOINTS} "
+        f"(is this a {command} run directory?)"
     )
 
 
