@@ -24,6 +24,7 @@ import torch
 from domrand import checkpoint
 from domrand.bundle import load_bundle
 from domrand.generator import runs
+from domrand.generator.inverter import compose_styles
 from domrand.generator.visualize import to_uint8
 
 
@@ -71,7 +72,7 @@ def mixing_figure(G: torch.nn.Module, rows: list[int], cols: list[int], trunc: f
     blank = np.full_like(top[0], 255)
     cells, labels = [blank] + list(top), [f"coarse<={resolution}"] + [f"fine {s}" for s in cols]
     for i, s in enumerate(rows):
-        mixed = torch.cat([w_rows[i : i + 1, :k].expand(len(cols), -1, -1), w_cols[:, k:]], 1)
+        mixed = compose_styles(w_rows[i : i + 1].expand(len(cols), -1, -1), w_cols[:, k:], k)
         cells += [left[i]] + list(render(G, mixed, noise))
         labels += [f"coarse {s}"] + [""] * len(cols)
     return labelled_grid(np.stack(cells), labels, len(cols) + 1)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from domrand.bundle import Bundle, load_bundle
-from domrand.generator.inverter import check_pairing
+from domrand.generator.inverter import check_pairing, compose_styles
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES
 from domrand.utils import derive_seed, parse_dtype
 
@@ -501,8 +501,7 @@ class StyleRandomizer:
             return ws, noise
         w_fine, env_noise = self._effective(ids)
         sampled = self.G.mapping.w_avg.to(w_fine.dtype).lerp(w_fine, self.psi)
-        fine = ws[:, self.num_coarse :].lerp(sampled.to(ws.dtype), self.mix)
-        ws = torch.cat([ws[:, : self.num_coarse], fine], dim=1)
+        ws = compose_styles(ws, sampled, self.num_coarse, self.mix)
         for name, r in self.fine_noise_layers:
             if self.noise == "random":
                 noise[name] = env_noise[name]

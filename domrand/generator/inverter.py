@@ -156,6 +156,15 @@ def generator_info(G: nn.Module, keep_resolution: int) -> dict[str, Any]:
     }
 
 
+def compose_styles(frame_ws: torch.Tensor, fine_ws: torch.Tensor, num_coarse: int, mix: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Keep a frame's coarse styles, take fine ones from elsewhere: ``frame_ws`` ``[N, num_ws, w_dim]``
+    (the inversion), ``fine_ws`` ``[N, num_ws - num_coarse, w_dim]`` (drawn, already truncated) ->
+    ``[N, num_ws, w_dim]``; ``mix`` blends the frame's own fine styles (0) into the drawn ones (1).
+    The one style composition of domrand (the randomizer, inverter training and evaluation)."""
+    fine = frame_ws[:, num_coarse:].lerp(fine_ws.to(frame_ws.dtype), mix)
+    return torch.cat([frame_ws[:, :num_coarse], fine], dim=1)
+
+
 def layout_noise(
     G: nn.Module,
     n: int,

@@ -70,7 +70,7 @@ from domrand import checkpoint
 from domrand import distributed as dist_utils
 from domrand.config import dump_yaml, from_dict
 from domrand.generator import runs
-from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, render
+from domrand.generator.inverter import Inverter, InverterConfig, compose_styles, layout_noise, render
 from domrand.generator.inverter_losses import (
     STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
@@ -541,8 +541,7 @@ def randomize(
     n = ws.shape[0]
     k = G.synthesis.num_ws_up_to(keep_resolution)
     z = torch.randn(n, G.z_dim, generator=rng).to(ws.device)
-    fine = G.mapping(z, psi=psi)
-    ws = torch.cat([ws[:, :k], fine[:, k:]], 1)
+    ws = compose_styles(ws, G.mapping(z, psi=psi)[:, k:], k)
     noise = layout_noise(G, n, keep_resolution, "random", generator=rng, device=ws.device)
     return G.synthesis(ws, noise=noise, features=out.get("features"))
 
