@@ -7,9 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from domrand import bundle as bundle_mod
 from domrand import checkpoint
@@ -18,31 +16,12 @@ from domrand.cli import main as cli_main
 from domrand.config import GeneratorConfig, load_config
 from domrand.generator.networks import Generator
 from domrand.randomizer import StyleRandomizer
+from standins import StandInEncoder
 
 
-class Inverter(nn.Module):
+class Inverter(StandInEncoder):
     """Stand-in for domrand.generator.inverter.Inverter (same class name, checkpoint protocol and
     interface); registered for the duration of each test only."""
-
-    def __init__(self, num_ws: int, w_dim: int, keep_resolution: int = 8, generator_hash: str = ""):
-        super().__init__()
-        self.num_ws, self.w_dim, self.keep_resolution, self.generator_hash = num_ws, w_dim, keep_resolution, generator_hash
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = nn.Linear(8 * 16, num_ws * w_dim)
-
-    @classmethod
-    def for_generator(cls, G: Generator) -> "Inverter":
-        E = cls(G.num_ws, G.w_dim, generator_hash=weights_hash(G))
-        E.w_avg.copy_(G.mapping.w_avg)
-        return E
-
-    def forward(self, images: torch.Tensor) -> dict:
-        h = F.adaptive_avg_pool2d(torch.relu(self.conv(images)), 4).flatten(1)
-        return {"ws": self.w_avg + self.fc(h).reshape(-1, self.num_ws, self.w_dim), "features": None}
-
-    def invert(self, images: torch.Tensor, G: nn.Module, steps: int = 0) -> dict:
-        return self(images)
 
     def export_config(self) -> dict:
         return {"num_ws": self.num_ws, "w_dim": self.w_dim, "keep_resolution": self.keep_resolution, "generator_hash": self.generator_hash}

@@ -1,7 +1,6 @@
 """``domrand demo`` end to end: the README's command with the bundled model, and with ``--bundle``."""
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from domrand.cli import main
@@ -9,13 +8,6 @@ from domrand.cli import main
 FRAME = 2 * 64  # 64x64 frames shown at 2x
 GAP = 2
 LABEL = 92
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    from domrand.transfer import make_untrained_bundle
-
-    return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "b")
 
 
 def test_demo_with_the_bundled_model_and_default_options(tmp_path, monkeypatch, capsys):

@@ -13,34 +13,28 @@ import torch
 from domrand.cli import main as cli_main
 from domrand.commands.generate import parse_seeds
 from domrand.generate import load_generator, mixing_figure, render, seed_ws
-from domrand.transfer import make_untrained_bundle
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_untrained_bundle(tmp_path_factory.mktemp("g") / "bundle")
-
-
-def test_seeds_parse_and_reproduce(bundle, tmp_path):
+def test_seeds_parse_and_reproduce(tiny_bundle, tmp_path):
     assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
     with pytest.raises(argparse.ArgumentTypeError, match="0-7,12"):
         parse_seeds("a-b")
-    assert cli_main(["generate", "--generator", str(bundle), "--seeds", "3,5", "--out", str(tmp_path / "a")]) == 0
-    assert cli_main(["generate", "--generator", str(bundle), "--seeds", "5", "--out", str(tmp_path / "b")]) == 0
+    assert cli_main(["generate", "--generator", str(tiny_bundle), "--seeds", "3,5", "--out", str(tmp_path / "a")]) == 0
+    assert cli_main(["generate", "--generator", str(tiny_bundle), "--seeds", "5", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "seed0005.png").read_bytes() == (tmp_path / "b" / "seed0005.png").read_bytes()
     assert cv2.imread(str(tmp_path / "a" / "grid.png")) is not None
 
 
-def test_truncation_zero_gives_the_average_image_for_every_seed(bundle):
-    G = load_generator(bundle)
+def test_truncation_zero_gives_the_average_image_for_every_seed(tiny_bundle):
+    G = load_generator(tiny_bundle)
     a, b = render(G, seed_ws(G, [1, 2], 0.0), "const")
     assert np.array_equal(a, b)
     c, d = render(G, seed_ws(G, [1, 2], 1.0), "const")
     assert not np.array_equal(c, d)
 
 
-def test_mixing_cells_take_coarse_from_the_row_and_fine_from_the_column(bundle):
-    G = load_generator(bundle)
+def test_mixing_cells_take_coarse_from_the_row_and_fine_from_the_column(tiny_bundle):
+    G = load_generator(tiny_bundle)
     ws = seed_ws(G, [4, 9], 1.0)
     k = G.synthesis.num_ws_up_to(16)
     expected = render(G, torch.cat([ws[:1, :k], ws[1:, k:]], 1), "const")[0]

@@ -7,40 +7,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from domrand.checkpoint import weights_hash
 from domrand.config import GeneratorConfig, load_config
 from domrand.generator.networks import Generator
 from domrand.randomizer import StyleRandomizer
-
-
-class StandInEncoder(nn.Module):
-    """Stand-in for the Inverter interface: a small conv net predicting offsets from w_avg."""
-
-    def __init__(self, G: Generator, keep_resolution: int = 8, features: bool = False):
-        super().__init__()
-        self.num_ws, self.w_dim, self.keep_resolution = G.num_ws, G.w_dim, keep_resolution
-        self.register_buffer("w_avg", G.mapping.w_avg.detach().clone())
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = nn.Linear(8 * 16, self.num_ws * self.w_dim)
-        self.feat = nn.Conv2d(3, G.synthesis.channels[keep_resolution], 3, padding=1) if features else None
-        self.generator_hash = weights_hash(G)
-        self.invert_calls: list[int] = []
-
-    def forward(self, images: torch.Tensor) -> dict:
-        h = F.adaptive_avg_pool2d(torch.relu(self.conv(images)), 4).flatten(1)
-        ws = self.w_avg + self.fc(h).reshape(-1, self.num_ws, self.w_dim)
-        feats = None
-        if self.feat is not None:
-            r = self.keep_resolution
-            feats = {r: self.feat(F.interpolate(images, size=(r, r), mode="area"))}
-        return {"ws": ws, "features": feats}
-
-    def invert(self, images: torch.Tensor, G: nn.Module, steps: int = 0) -> dict:
-        self.invert_calls.append(steps)
-        return self(images)
+from standins import StandInEncoder
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +28,7 @@ def G() -> Generator:
 @pytest.fixture(scope="module")
 def E(G: Generator) -> StandInEncoder:
     torch.manual_seed(1)
-    return StandInEncoder(G).eval()
+    return StandInEncoder.for_generator(G).eval()
 
 
 def _frames(n: int = 3, h: int = 24, w: int = 24, seed: int = 0) -> np.ndarray:
@@ -193,7 +164,7 @@ class _NaNEncoder(StandInEncoder):
 
 
 def test_nan_never_reaches_output(G) -> None:
-    r = _rand(G, _NaNEncoder(G))
+    r = _rand(G, _NaNEncoder.for_generator(G))
     with pytest.warns(RuntimeWarning, match="NaN"):
         out = r.randomize(_frames(2))
     assert out.dtype == np.uint8
@@ -210,19 +181,19 @@ def test_bad_input_and_pairing(G, E) -> None:
         r.randomize(np.zeros((2, 8, 8, 4), np.uint8))
     with pytest.raises(ValueError, match="expected"):
         r.randomize(np.zeros((8, 8), np.uint8))
-    other = StandInEncoder(G)
+    other = StandInEncoder.for_generator(G)
     other.generator_hash = "0" * 16
     with pytest.raises(ValueError, match="mismatch"):
         StyleRandomizer(G, other)
     with pytest.raises(ValueError, match="keep_resolution"):
-        StyleRandomizer(G, StandInEncoder(G, keep_resolution=8), keep_resolution=4)
+        StyleRandomizer(G, StandInEncoder.for_generator(G, keep_resolution=8), keep_resolution=4)
     with pytest.warns(UserWarning, match="only reconstructed"):
         StyleRandomizer(G, E, keep_resolution=16)
 
 
 def test_features_refine_microbatch_and_dtype(G) -> None:
     torch.manual_seed(2)
-    Ef = StandInEncoder(G, features=True)
+    Ef = StandInEncoder.for_generator(G, features=True)
     f = _frames(5)
     big = _rand(G, Ef, max_batch=64).randomize(f)
     small = _rand(G, Ef, max_batch=2).randomize(f)

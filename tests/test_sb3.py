@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-import pytest
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from domrand.transfer import make_untrained_bundle
 from domrand.wrappers.sb3 import VecStyleRandomization
 
 
@@ -29,19 +27,14 @@ class _Pixels(gym.Env):
         return np.full((64, 64, 3), 60 + 40 * self.t, np.uint8), float(action), self.t >= 3, False, {}
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_untrained_bundle(tmp_path_factory.mktemp("b") / "bundle")
-
-
-def _venv(bundle, n=3):
-    venv = VecStyleRandomization(DummyVecEnv([_Pixels] * n), bundle, device="cpu")
+def _venv(tiny_bundle, n=3):
+    venv = VecStyleRandomization(DummyVecEnv([_Pixels] * n), tiny_bundle, device="cpu")
     venv.seed(5)
     return venv
 
 
-def test_styles_are_per_episode_and_terminal_observations_keep_theirs(bundle):
-    venv = _venv(bundle)
+def test_styles_are_per_episode_and_terminal_observations_keep_theirs(tiny_bundle):
+    venv = _venv(tiny_bundle)
     obs = venv.reset()
     assert obs.shape == (3, 64, 64, 3) and obs.dtype == np.uint8
     assert np.abs(obs[0].astype(int) - obs[1].astype(int)).mean() > 0.5  # sub-envs draw different styles
@@ -55,15 +48,15 @@ def test_styles_are_per_episode_and_terminal_observations_keep_theirs(bundle):
     final = infos[0]["terminal_observation"]
     assert final.shape == (64, 64, 3) and final.dtype == np.uint8 and not (final == 180).all()  # randomized
     assert not (venv.randomizer.styles(venv.env_ids) == styles).all()  # the next episode has a new style
-    again = _venv(bundle)
+    again = _venv(tiny_bundle)
     again.reset()
     assert (again.randomizer.styles(again.env_ids) == styles).all()  # seed(5) -> the same styles
 
 
-def test_ppo_trains_on_randomized_frames(bundle):
+def test_ppo_trains_on_randomized_frames(tiny_bundle):
     from stable_baselines3 import PPO
 
-    venv = _venv(bundle, n=2)
+    venv = _venv(tiny_bundle, n=2)
     model = PPO("CnnPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(16)
     assert model.num_timesteps >= 16

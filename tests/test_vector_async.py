@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 
 import domrand  # noqa: F401  (registers the envs)
 from domrand.wrappers.vector import VectorStyleRandomization
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    from domrand.transfer import make_untrained_bundle
-
-    return make_untrained_bundle(tmp_path_factory.mktemp("bundle") / "b")
 
 
 def _make(max_steps: int):

@@ -8,12 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
-from torch import nn
 
-from domrand.checkpoint import weights_hash
 from domrand.config import GeneratorConfig, load_config
 from domrand.generator.networks import Generator
 from domrand.randomizer import StyleRandomizer
@@ -24,25 +21,10 @@ from domrand.wrappers import (
     VectorAugmentation,
     VectorStyleRandomization,
 )
+from standins import StandInEncoder
 
 # check_env warns that it is given a wrapped env: wrapping is the point here
 pytestmark = pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")
-
-
-class StandInEncoder(nn.Module):
-    """Stand-in for the Inverter interface: a small conv net predicting offsets from w_avg."""
-
-    def __init__(self, G: Generator, keep_resolution: int = 8):
-        super().__init__()
-        self.num_ws, self.w_dim, self.keep_resolution = G.num_ws, G.w_dim, keep_resolution
-        self.register_buffer("w_avg", G.mapping.w_avg.detach().clone())
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = nn.Linear(8 * 16, self.num_ws * self.w_dim)
-        self.generator_hash = weights_hash(G)
-
-    def forward(self, images: torch.Tensor) -> dict:
-        h = F.adaptive_avg_pool2d(torch.relu(self.conv(images)), 4).flatten(1)
-        return {"ws": self.w_avg + self.fc(h).reshape(-1, self.num_ws, self.w_dim), "features": None}
 
 
 class ImageEnv(gym.Env):
@@ -88,7 +70,7 @@ def randomizer() -> StyleRandomizer:
     torch.manual_seed(0)
     G = Generator(load_config("tiny", GeneratorConfig).network).eval()
     torch.manual_seed(1)
-    return StyleRandomizer(G, StandInEncoder(G), keep_resolution=8, seed=0)
+    return StyleRandomizer(G, StandInEncoder.for_generator(G), keep_resolution=8, seed=0)
 
 
 def _make_domrand(**kw) -> gym.Env:
