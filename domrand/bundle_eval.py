@@ -38,9 +38,9 @@ import torch
 
 from domrand.bundle import Bundle, load_bundle
 from domrand.envs.look_spread import frame_mean_colour_spread
-from domrand.generator.dataset import load_images
-from domrand.generator.inverter import render
-from domrand.generator.inverter_losses import class_squared_errors
+from domrand.generator.train.dataset import load_images
+from domrand.generator.nn.inverter import render
+from domrand.generator.train.inverter_losses import class_squared_errors
 from domrand.generator.visualize import image_grid, save_png
 from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
 from domrand.metrics import psnr, swd, to_float_images

@@ -221,6 +221,23 @@ def gather_by_reduce(t: torch.Tensor, reduce: Reduce | None, rank: int, world_si
     return reduce(buf).to(t.dtype)
 
 
+def mean_over_ranks(value: torch.Tensor, reduce: Reduce | None, world_size: int) -> float:
+    """The mean over ranks of a scalar tensor, as a float (itself for one rank or without ``reduce``)."""
+    value = value.detach().float()
+    if reduce is not None and world_size > 1:
+        value = reduce(value) / world_size
+    return float(value)
+
+
+def average_buffers(module: torch.nn.Module, suffix: str, reduce: Reduce | None, world_size: int) -> None:
+    """Average in place, over ranks, every buffer of ``module`` whose name ends with ``suffix``."""
+    if world_size <= 1 or reduce is None:
+        return
+    for name, buf in module.named_buffers():
+        if name.endswith(suffix):
+            buf.copy_(reduce(buf) / world_size)
+
+
 def mean_floats(values: dict[str, float], reduce: Reduce | None, world_size: int) -> dict[str, float]:
     """The mean over ranks of a dict of scalars (same keys on every rank): one all-reduce."""
     if world_size <= 1 or reduce is None or not values:

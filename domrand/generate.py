@@ -23,8 +23,8 @@ import torch
 
 from domrand import checkpoint
 from domrand.bundle import load_bundle
-from domrand.generator import runs
-from domrand.generator.inverter import compose_styles
+from domrand.generator.train import runs
+from domrand.generator.nn.inverter import compose_styles
 from domrand.generator.visualize import to_uint8
 
 

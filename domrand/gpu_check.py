@@ -114,7 +114,7 @@ def environment(device: str) -> dict[str, Any]:
 
     from domrand import cuda
     from domrand.cuda import cache, dispatch
-    from domrand.generator import ops
+    from domrand.generator.nn import ops
 
     info: dict[str, Any] = {
         "python": platform.python_version(),

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from domrand.bundle import Bundle, load_bundle
-from domrand.generator.inverter import check_pairing, compose_styles
+from domrand.generator.nn.inverter import check_pairing, compose_styles
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES
 from domrand.utils import derive_seed, parse_dtype
 
@@ -122,7 +122,7 @@ class StyleRandomizer:
 
     def __init__(
         self,
-        G: torch.nn.Module,  # Generator (domrand.generator.networks), on the device to run on
+        G: torch.nn.Module,  # Generator (domrand.generator.nn.networks), on the device to run on
         E: torch.nn.Module,  # Inverter for that G: E(images) -> {"ws", "features"}
         *,
         keep_resolution: int | None = None,  # ws/noise up to this resolution come from the frame; None = E's (else 16)

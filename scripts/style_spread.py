@@ -35,7 +35,7 @@ def _sim_frames(source: str | None, n: int = 16) -> np.ndarray:
         return episode_frames("sim", episodes=n)
     if source.endswith(".xz"):
         return np.load(io.BytesIO(lzma.open(source).read()))[:: max(1, 4000 // n)][:n]
-    from domrand.generator.dataset import load_images
+    from domrand.generator.train.dataset import load_images
 
     images = load_images(source, 64, progress=False)
     return images[:: max(1, len(images) // n)][:n]

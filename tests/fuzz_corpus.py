@@ -52,9 +52,9 @@ class _Payload:
 def make_originals(root: Path) -> None:
     """A tiny folder bundle, the same as one file, and a 2-step training run of the tiny preset."""
     from domrand.config import GeneratorConfig, load_config, replace
-    from domrand.generator.inverter import Inverter, InverterConfig
-    from domrand.generator.networks import Generator
-    from domrand.generator.train import resolve_config, train
+    from domrand.generator.nn.inverter import Inverter, InverterConfig
+    from domrand.generator.nn.networks import Generator
+    from domrand.generator.train.stylegan import resolve_config, train
 
     torch.manual_seed(0)
     G = Generator(load_config("tiny", GeneratorConfig).network).eval()

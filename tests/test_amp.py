@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from domrand.generator.train import Trainer, resolve_config
+from domrand.generator.train.stylegan import Trainer, resolve_config
 
 
 def test_bf16_autocast_training_steps_run_and_keep_float32_state():
@@ -28,7 +28,7 @@ def test_random_noise_from_a_cpu_generator_lands_on_another_device():
     """Trainers seed CPU generators; noise for a CUDA synthesis must still be drawn from them (a CUDA
     run of train-inverter failed here). The meta device stands in for CUDA on a CPU-only machine."""
     from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.networks import Generator
+    from domrand.generator.nn.networks import Generator
 
     G = Generator(load_config("tiny", GeneratorConfig).network)
     layer = next(m for m in G.modules() if hasattr(m, "draw_noise"))

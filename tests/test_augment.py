@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from domrand.generator.augment import TRANSFORMS, AdaController, AugmentPipe
+from domrand.generator.train.augment import TRANSFORMS, AdaController, AugmentPipe
 
 
 def _images(n: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -210,7 +210,7 @@ def test_grid_sample_reflect_matches_torch_and_is_twice_differentiable():
     needs it; PyTorch's CUDA grid sampler has none)."""
     from torch.nn import functional as F
 
-    from domrand.generator.augment import grid_sample_reflect
+    from domrand.generator.train.augment import grid_sample_reflect
 
     torch.manual_seed(0)
     x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)

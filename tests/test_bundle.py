@@ -14,13 +14,13 @@ from domrand import checkpoint
 from domrand.checkpoint import CheckpointError, weights_hash
 from domrand.cli import main as cli_main
 from domrand.config import GeneratorConfig, load_config
-from domrand.generator.networks import Generator
+from domrand.generator.nn.networks import Generator
 from domrand.randomizer import StyleRandomizer
 from standins import StandInEncoder
 
 
 class Inverter(StandInEncoder):
-    """Stand-in for domrand.generator.inverter.Inverter (same class name, checkpoint protocol and
+    """Stand-in for domrand.generator.nn.inverter.Inverter (same class name, checkpoint protocol and
     interface); registered for the duration of each test only."""
 
     def export_config(self) -> dict:
@@ -99,7 +99,7 @@ def test_mismatched_pair_is_refused(tmp_path, pair) -> None:
 
 
 def test_real_inverter_bundle(tmp_path) -> None:
-    inverter = pytest.importorskip("domrand.generator.inverter", reason="the inverter module is not there yet")
+    inverter = pytest.importorskip("domrand.generator.nn.inverter", reason="the inverter module is not there yet")
     G = _gen()
     cfg = load_config("tiny", inverter.InverterConfig, kind="inverter")
     E = inverter.Inverter.for_generator(G, cfg.network, samples=32)

@@ -20,7 +20,7 @@ from domrand.checkpoint import (
     weights_hash,
 )
 from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.nn.networks import Discriminator, Generator
 
 
 @pytest.fixture()

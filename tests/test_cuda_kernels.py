@@ -27,7 +27,7 @@ import torch
 
 from domrand.cuda import autograd as cuda_autograd
 from domrand.cuda import dispatch, launch
-from domrand.generator import ops
+from domrand.generator.nn import ops
 
 KERNELS_CU = Path(dispatch.__file__).with_name("kernels.cu")
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=1e-2, atol=1e-2)}
@@ -400,7 +400,7 @@ def test_emulated_networks_match_reference_with_r1_and_path_length(emu, monkeypa
     """G forward/backward, path-length-style and R1-style double backward: kernels (emulated on CPU
     through the real dispatch path) vs DOMRAND_OPS=torch."""
     from domrand.config import NetworkConfig
-    from domrand.generator.networks import Discriminator, Generator
+    from domrand.generator.nn.networks import Discriminator, Generator
 
     integrate_dispatch(monkeypatch)
     monkeypatch.setattr(dispatch, "EXTRA_KERNEL_DEVICE_TYPES", ("cpu",))
@@ -471,7 +471,7 @@ def test_synthesis_layers_use_noise_bias_act_and_its_kernel(emu, monkeypatch):
     """The synthesis layer (ops.noise_bias_act) equals the previous formula exactly on the reference
     path, and through dispatch runs the noise kernels with the same result."""
     from domrand.config import NetworkConfig
-    from domrand.generator import networks
+    from domrand.generator.nn import networks
 
     cfg = NetworkConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
     torch.manual_seed(16)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from domrand.generator import dataset
-from domrand.generator.dataset import ImageSampler, load_images
+from domrand.generator.train import dataset
+from domrand.generator.train.dataset import ImageSampler, load_images
 
 R = 16
 

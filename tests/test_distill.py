@@ -15,8 +15,8 @@ from domrand.bundle import STUDENT_FILE, load_bundle, save_bundle
 from domrand.checkpoint import CheckpointError
 from domrand.cli import main as cli_main
 from domrand.config import load_config
-from domrand.generator.distill import DistillConfig, DistillTrainer, distill_losses, learning_rate, log_spectrum, sobel
-from domrand.generator.student import StudentConfig, StudentNet
+from domrand.generator.train.distill import DistillConfig, DistillTrainer, distill_losses, learning_rate, log_spectrum, sobel
+from domrand.generator.nn.student import StudentConfig, StudentNet
 from domrand.randomizer import StyleRandomizer
 from domrand.transfer import make_untrained_bundle
 
@@ -146,8 +146,8 @@ def test_resume_continues_exactly(teacher_bundle, tmp_path):
     half = DistillTrainer(cfg, bundle, frames, masks, run_dir=tmp_path / "b", seed=5, progress=False)
     half.run(kimg=0.5, progress=False)  # a snapshot at 0.5 kimg
     resumed = DistillTrainer(cfg, bundle, frames, masks, run_dir=tmp_path / "b", seed=5, progress=False)
-    from domrand.generator import runs
-    from domrand.generator.distill import CHECKPOINT_FILES
+    from domrand.generator.train import runs
+    from domrand.generator.train.distill import CHECKPOINT_FILES
 
     resumed.load_checkpoint(runs.resume_checkpoint(tmp_path / "b", CHECKPOINT_FILES))
     resumed.run(kimg=1.0, progress=False)

@@ -32,8 +32,8 @@ import torch
 
 from domrand.checkpoint import load_network, load_tensors
 from domrand.config import dump_yaml, replace
-from domrand.generator import runs
-from domrand.generator.train import Trainer, resolve_config, train
+from domrand.generator.train import runs
+from domrand.generator.train.stylegan import Trainer, resolve_config, train
 from dist_helpers import ThreadGroup, free_port
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -29,9 +29,9 @@ import torch
 
 from domrand import checkpoint
 from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator.inverter import InverterConfig
-from domrand.generator.inverter_train import CHECKPOINTS, InverterTrainer, train_inverter
-from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.nn.inverter import InverterConfig
+from domrand.generator.train.inverter import CHECKPOINTS, InverterTrainer, train_inverter
+from domrand.generator.nn.networks import Discriminator, Generator
 from dist_helpers import ThreadGroup, free_port
 
 STEPS = 4  # of 8 images: gen 4 + target 2 + sim 2 (per rank 2 + 1 + 1)

@@ -20,9 +20,10 @@ import torch
 from domrand import cli
 from domrand.checkpoint import load_network, read_network_info, weights_hash
 from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator import finetune, runs
-from domrand.generator.networks import Generator
-from domrand.generator.train import Trainer, fresh_config, resolve_config, train
+from domrand.generator.train import finetune
+from domrand.generator.train import runs
+from domrand.generator.nn.networks import Generator
+from domrand.generator.train.stylegan import Trainer, fresh_config, resolve_config, train
 from domrand.metrics import layout_agreement
 
 from test_train import shapes_dataset

@@ -12,10 +12,10 @@ import torch
 
 from domrand import checkpoint
 from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator.inverter import Inverter, InverterConfig, layout_noise, render, save_inverter
-from domrand.generator.inverter_losses import delta_penalty, edge_tensor_loss, norm_penalty, structure_loss
-from domrand.generator.inverter_train import InverterTrainer, list_checkpoints
-from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.nn.inverter import Inverter, InverterConfig, layout_noise, render, save_inverter
+from domrand.generator.train.inverter_losses import delta_penalty, edge_tensor_loss, norm_penalty, structure_loss
+from domrand.generator.train.inverter import InverterTrainer, list_checkpoints
+from domrand.generator.nn.networks import Discriminator, Generator
 from domrand.metrics import psnr
 
 

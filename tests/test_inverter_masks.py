@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from domrand import checkpoint
-from domrand.generator.dataset import ImageSampler, load_images, load_masks
-from domrand.generator.inverter import render
-from domrand.generator.inverter_losses import (
+from domrand.generator.train.dataset import ImageSampler, load_images, load_masks
+from domrand.generator.nn.inverter import render
+from domrand.generator.train.inverter_losses import (
     DEFAULT_CLASS_IDS,
     class_squared_errors,
     class_weight_lut,
     class_weight_map,
     weighted_recon_loss,
 )
-from domrand.generator.inverter_train import InverterTrainer
+from domrand.generator.train.inverter import InverterTrainer
 from test_inverter import _cfg, _one_thread, _tiny_g  # noqa: F401  (shared tiny G and config; _one_thread is autouse)
 
 OBJECT = DEFAULT_CLASS_IDS["object"]  # 3
@@ -145,7 +145,7 @@ def test_mismatched_masks_give_one_clear_line(tmp_path):
     assert "masks are 32x32, frames 16x16" in err(tmp_path / "m32.npy", tmp_path / "f.npy")
     assert "does not exist" in err(tmp_path / "nowhere")
     # through the trainer's entry point: --sim-masks auto finds masks/ beside frames/, and a bad set fails
-    from domrand.generator.inverter_train import train_inverter
+    from domrand.generator.train.inverter import train_inverter
 
     grun = tmp_path / "g.safetensors"
     checkpoint.save_network(grun, _tiny_g())

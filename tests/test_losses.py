@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from domrand.config import NetworkConfig
-from domrand.generator.losses import (
+from domrand.generator.train.losses import (
     PathLengthRegularizer,
     auto_r1_gamma,
     d_logistic_loss,
@@ -18,7 +18,7 @@ from domrand.generator.losses import (
     path_length_lengths,
     r1_penalty,
 )
-from domrand.generator.networks import Generator
+from domrand.generator.nn.networks import Generator
 
 TINY = NetworkConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
 

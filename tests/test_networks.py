@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from domrand.config import GeneratorConfig, load_config, preset_names
-from domrand.generator.networks import (
+from domrand.generator.nn.networks import (
     Discriminator,
     Generator,
     MinibatchStdLayer,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import convolve2d
 
-from domrand.generator import ops
+from domrand.generator.nn import ops
 
 
 def _upfirdn_scipy(x: np.ndarray, f2: np.ndarray, up: int, down: int, pad: tuple, gain: float) -> np.ndarray:

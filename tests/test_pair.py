@@ -16,7 +16,7 @@ import torch
 from domrand import checkpoint
 from domrand.cli import main as cli_main
 from domrand.config import load_config, replace
-from domrand.generator.pair_train import PairConfig, PairTrainer
+from domrand.generator.train.pair import PairConfig, PairTrainer
 from domrand.generator.visualize import to_uint8
 from domrand.metrics import frame_layout_agreement
 
@@ -167,7 +167,7 @@ def test_cli_trains_bundles_and_eval_bundle_scores_through_the_randomizer(toy, t
 
 
 def test_few_shot_subsets_are_seeded_and_nested():
-    from domrand.generator.pair_train import few_shot_subset
+    from domrand.generator.train.pair import few_shot_subset
 
     images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1).repeat(3, axis=3)
     small, large = few_shot_subset(images, 10, seed=3), few_shot_subset(images, 30, seed=3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from domrand.config import GeneratorConfig, load_config
-from domrand.generator.networks import Generator
+from domrand.generator.nn.networks import Generator
 from domrand.randomizer import StyleRandomizer
 from standins import StandInEncoder
 

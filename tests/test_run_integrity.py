@@ -19,9 +19,9 @@ import torch
 
 from domrand import checkpoint
 from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator import runs
-from domrand.generator.networks import Discriminator, Generator
-from domrand.generator.train import resolve_config, train
+from domrand.generator.train import runs
+from domrand.generator.nn.networks import Discriminator, Generator
+from domrand.generator.train.stylegan import resolve_config, train
 
 BATCH = 8  # the tiny preset's batch
 
@@ -118,7 +118,7 @@ _KILLED_RUN = textwrap.dedent(
     import torch
     from domrand import checkpoint, utils
     from domrand.config import replace
-    from domrand.generator.train import resolve_config, train
+    from domrand.generator.train.stylegan import resolve_config, train
 
     torch.set_num_threads(1)
     calls = [0]
@@ -179,7 +179,7 @@ def test_kill_during_write_then_resume(tmp_path: Path, capsys) -> None:
     ids=["garbage", "pickle", "truncated-header"],
 )
 def test_garbage_npy_dataset_is_a_domrand_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
-    from domrand.generator.dataset import load_images
+    from domrand.generator.train.dataset import load_images
 
     path = tmp_path / "images.npy"
     path.write_bytes(content)
@@ -191,7 +191,7 @@ def test_garbage_npy_dataset_is_a_domrand_error_naming_the_file(tmp_path: Path, 
 
 
 def test_object_array_npy_is_refused_without_numpys_pickle_advice(tmp_path: Path) -> None:
-    from domrand.generator.dataset import load_images
+    from domrand.generator.train.dataset import load_images
 
     path = tmp_path / "objects.npy"
     np.save(path, np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)

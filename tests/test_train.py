@@ -14,8 +14,8 @@ import torch
 from domrand import cli
 from domrand.checkpoint import load_network, load_tensors, read_network_info
 from domrand.config import replace
-from domrand.generator import runs
-from domrand.generator.train import progressive_schedule, resolve_config, train
+from domrand.generator.train import runs
+from domrand.generator.train.stylegan import progressive_schedule, resolve_config, train
 
 
 def shapes_dataset(n: int = 64, res: int = 16, seed: int = 0) -> np.ndarray:
@@ -131,7 +131,7 @@ def test_resolve_config_auto_r1_and_validation() -> None:
 def test_runs_prune_keeps_last_k_and_best(tmp_path: Path) -> None:
     from domrand.checkpoint import save_network
     from domrand.config import NetworkConfig
-    from domrand.generator.networks import Generator
+    from domrand.generator.nn.networks import Generator
 
     G = Generator(NetworkConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8))
     swds = {1: 50.0, 2: 10.0, 3: 40.0, 4: 30.0, 5: 35.0}
@@ -202,7 +202,7 @@ def test_cli_end_to_end(tmp_path: Path, capsys) -> None:
 def test_eval_fid_with_a_local_torchscript_file(tmp_path: Path, capsys) -> None:
     from domrand.checkpoint import save_network
     from domrand.config import NetworkConfig
-    from domrand.generator.networks import Generator
+    from domrand.generator.nn.networks import Generator
 
     class Feats(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

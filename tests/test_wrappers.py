@@ -12,7 +12,7 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
 from domrand.config import GeneratorConfig, load_config
-from domrand.generator.networks import Generator
+from domrand.generator.nn.networks import Generator
 from domrand.randomizer import StyleRandomizer
 from domrand.wrappers import (
     AugmentationObservation,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from domrand.config import GeneratorConfig, load_config
-from domrand.generator.networks import Generator
+from domrand.generator.nn.networks import Generator
 from domrand.utils import resolve_device
 
 

@@ -26,7 +26,7 @@ def _frames(source: str | None, batch: int, resolution: int) -> np.ndarray:
     """``[batch, R, R, 3]`` uint8: the first frames of ``source``, else seeded noise."""
     if source is None:
         return np.random.default_rng(0).integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8)
-    from domrand.generator.dataset import load_images
+    from domrand.generator.train.dataset import load_images
 
     images = load_images(source, resolution, progress=False, min_images=batch)  # [N, R, R, 3] uint8
     return np.ascontiguousarray(images[:batch])

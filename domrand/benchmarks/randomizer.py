@@ -56,7 +56,7 @@ def run(args: Any) -> int:
                                                 max_batch=max(batches), ood_reference=None)  # fmt: skip
             else:
                 from domrand.config import preset_names
-                from domrand.generator.student import StudentConfig, StudentNet
+                from domrand.generator.nn.student import StudentConfig, StudentNet
 
                 # An inverter preset of the generator's name if one exists, else the small64 inverter
                 # (Inverter.for_generator sizes it to the generator).

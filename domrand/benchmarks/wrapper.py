@@ -27,7 +27,7 @@ def build_randomizer(args: Any, model: str = "teacher"):
 
     if args.bundle:
         return StyleRandomizer.from_bundle(args.bundle, device=args.device, seed=0, dtype=args.dtype, model=model, ood_reference=None)
-    from domrand.generator.student import StudentConfig, StudentNet
+    from domrand.generator.nn.student import StudentConfig, StudentNet
 
     G, E = untrained_networks(args.generator, args.inverter, resolve_device(args.device))
     S = StudentNet(StudentConfig(resolution=int(G.img_resolution), w_dim=int(G.w_dim))).to(next(G.parameters()).device)
@@ -39,8 +39,8 @@ def untrained_networks(generator_preset: str, inverter_preset: str, device):
     import torch
 
     from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.inverter import Inverter, InverterConfig
-    from domrand.generator.networks import Generator
+    from domrand.generator.nn.inverter import Inverter, InverterConfig
+    from domrand.generator.nn.networks import Generator
 
     torch.manual_seed(0)
     G = Generator(load_config(generator_preset, GeneratorConfig).network).to(device).eval()

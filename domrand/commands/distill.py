@@ -7,7 +7,7 @@ Example::
     domrand distill --out runs/student --resume --kimg 160
     StyleRandomizationObservation(env, "bundles/with_student", model="student")
 
-See ``domrand.generator.distill`` (the losses, the teacher pairs) and ``domrand.generator.student``.
+See ``domrand.generator.train.distill`` (the losses, the teacher pairs) and ``domrand.generator.nn.student``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from domrand.generator.distill import DistillConfig, distill
+    from domrand.generator.train.distill import DistillConfig, distill
 
     torch.set_num_threads(args.threads)
     config = cli_args.run_config(args, DistillConfig, "distill", "default")

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_dir_of(gen_path: Path) -> Path | None:
-    from domrand.generator import runs
+    from domrand.generator.train import runs
 
     for d in (gen_path.parent, gen_path.parent.parent.parent):
         if (d / runs.CONFIG).is_file():
@@ -65,7 +65,7 @@ def _run_dir_of(gen_path: Path) -> Path | None:
 
 def _recorded_data(gen_path: Path) -> str | None:
     from domrand.checkpoint import CheckpointError, load_tensors
-    from domrand.generator import runs
+    from domrand.generator.train import runs
 
     candidates = [gen_path.parent / "train_state.safetensors"]
     run_dir = _run_dir_of(gen_path)
@@ -133,7 +133,7 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 
 def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, device) -> int:
     """``--align OTHER``: layout agreement of G and OTHER (JSON on stdout, kind "align")."""
-    from domrand.generator.finetune import load_init
+    from domrand.generator.train.finetune import load_init
     from domrand.metrics import layout_agreement
 
     if args.inception:
@@ -164,8 +164,9 @@ def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, de
 def main(args: argparse.Namespace) -> int:
     from domrand.checkpoint import load_network
     from domrand.config import GeneratorConfig, load_config
-    from domrand.generator import networks, runs  # noqa: F401  (networks: Generator registers with checkpoint)
-    from domrand.generator.dataset import load_images
+    from domrand.generator.nn import networks
+    from domrand.generator.train import runs  # noqa: F401  (networks: Generator registers with checkpoint)
+    from domrand.generator.train.dataset import load_images
     from domrand.generator.visualize import to_uint8
     from domrand.metrics import swd
     from domrand.utils import resolve_device
@@ -230,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _emit(result: dict, json_path: str | None, run_dir: Path | None) -> None:
     """Print ``result`` as one JSON line; also write it to ``json_path`` and append it to the run's metrics."""
-    from domrand.generator import runs
+    from domrand.generator.train import runs
     from domrand.utils import atomic_write_text
 
     text = json.dumps(result)

@@ -6,7 +6,7 @@
 
 Fine-tuning (issue 16): ``--init SOURCE`` starts a new run from a trained generator's weights (a
 generator run directory, a checkpoint directory, a bundle folder or file, or a ``.safetensors``
-generator file; see ``domrand.generator.finetune``). G and G_ema start from the source's G_ema
+generator file; see ``domrand.generator.train.finetune``). G and G_ema start from the source's G_ema
 (``training.init_from_ema``), D from the source's D when one lies beside it (else from scratch, and
 it says so). Without ``--config`` the source's own run config (or the default preset's training
 section with the source's network) is used; a config whose network is another architecture is an
@@ -22,7 +22,7 @@ features, blocks up to ``keep_resolution`` = 16, and the start's for the same ws
         --set training.init_feature_weight=1
     domrand eval-generator --run runs/gtarget --align runs/gtarget/G_init.safetensors
 
-The run directory layout is described in ``domrand.generator.runs``. Data-parallel on K GPUs (or
+The run directory layout is described in ``domrand.generator.train.runs``. Data-parallel on K GPUs (or
 K CPU processes with gloo), one node or several, through PyTorch's launcher (docs/scaling.md):
 
     torchrun --nproc_per_node=K -m domrand train-generator --data DIR --config base128 --out runs/NAME --batch 64
@@ -109,7 +109,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
     """``train.train`` with the options of this command line (plus device, command, ranks)."""
-    from domrand.generator import train
+    from domrand.generator.train import stylegan as train
 
     return train.train(
         args.config if (args.config or args.resume or args.init) else DEFAULT_PRESET,
@@ -132,7 +132,7 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
 def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int:
     """One rank of a torchrun job: join the process group, train, leave the group."""
     from domrand import distributed
-    from domrand.generator import runs
+    from domrand.generator.train import runs
 
     ctx = distributed.init(args.device)
     try:
@@ -162,7 +162,8 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from domrand.config import dump_yaml
-    from domrand.generator import runs, train
+    from domrand.generator.train import runs
+    from domrand.generator.train import stylegan as train
     from domrand.utils import resolve_device
 
     from domrand import distributed
@@ -208,11 +209,11 @@ def main(args: argparse.Namespace) -> int:
             config, init=args.init, overrides=_overrides(args), kimg=args.kimg, batch=args.batch, progressive=progressive,
         )  # fmt: skip
         data = args.data
-    from domrand.generator.dataset import load_images
+    from domrand.generator.train.dataset import load_images
 
     res = cfg.network.resolution
     images = load_images(data, res, cache_dir=args.cache_dir, min_images=cfg.training.min_images, progress=not args.no_progress)
-    from domrand.generator.networks import Discriminator, Generator
+    from domrand.generator.nn.networks import Discriminator, Generator
 
     g_params = sum(p.numel() for p in Generator(cfg.network).parameters())
     d_params = sum(p.numel() for p in Discriminator(cfg.network, progressive=cfg.training.progressive).parameters())

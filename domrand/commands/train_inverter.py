@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from domrand.generator.inverter import InverterConfig
-    from domrand.generator.inverter_train import train_inverter
+    from domrand.generator.nn.inverter import InverterConfig
+    from domrand.generator.train.inverter import train_inverter
     from domrand.utils import resolve_device
 
     from domrand import distributed

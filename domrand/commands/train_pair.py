@@ -9,7 +9,7 @@ Example (frames and masks from ``domrand export-frames --masks``)::
 
 The layout of every randomized frame comes from its sim frame by construction (coarse ws and
 spatial latent from the inverter, reconstructed in-domain); only the fine ws are drawn for the
-target domain. See ``domrand.generator.pair_train``.
+target domain. See ``domrand.generator.train.pair``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from domrand.generator.pair_train import PairConfig, train_pair
+    from domrand.generator.train.pair import PairConfig, train_pair
 
     torch.set_num_threads(args.threads)
     config = cli_args.run_config(args, PairConfig, "pair", "small64")

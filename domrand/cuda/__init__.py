@@ -2,7 +2,7 @@
 
 * ``available()`` / ``unavailable_reason()``: can the kernels run here (CUDA device, PyCUDA, nvcc,
   and a successful build for the current device)?
-* ``backend_for(tensor)``: ``"cuda"`` or ``"torch"``, what ``domrand.generator.ops`` would use for
+* ``backend_for(tensor)``: ``"cuda"`` or ``"torch"``, what ``domrand.generator.nn.ops`` would use for
   this tensor under the current ``DOMRAND_OPS``.
 * ``dispatch``: ``DOMRAND_OPS=auto|torch|cuda`` and ``maybe_cuda`` (what the ops call);
   ``cache``: on-disk compile cache; ``launch``: PyCUDA launchers; ``autograd``: autograd wrappers;

@@ -1,7 +1,7 @@
 """Autograd wrappers that run the CUDA kernels, with the reference ops' signatures.
 
 Each public function here takes the same arguments as its reference op in
-``domrand.generator.ops`` (plus a keyword-only ``runner`` used by tests; by default the runner for
+``domrand.generator.nn.ops`` (plus a keyword-only ``runner`` used by tests; by default the runner for
 the tensor's device from ``dispatch.runner_for``), so ``dispatch.maybe_cuda`` can hand it back in
 place of the reference.
 
@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from domrand.cuda import launch
-from domrand.generator import ops
+from domrand.generator.nn import ops
 
 _runner_lookup: Callable[[torch.device], Any] | None = None  # set by domrand.cuda.dispatch
 

@@ -1,6 +1,6 @@
 """Which implementation of an op runs: the CUDA kernels or the PyTorch reference.
 
-``maybe_cuda(op_name, *tensors)`` is what ``domrand.generator.ops`` calls at the top of each op. It
+``maybe_cuda(op_name, *tensors)`` is what ``domrand.generator.nn.ops`` calls at the top of each op. It
 returns the CUDA implementation (same signature as the reference op) when it should run for these
 tensors, else ``None`` and the caller runs its reference code:
 
@@ -40,7 +40,7 @@ from typing import Any, Callable
 import torch
 
 from domrand.cuda import autograd, cache, launch, selfcheck
-from domrand.generator import ops
+from domrand.generator.nn import ops
 
 ENV_VAR = "DOMRAND_OPS"
 MODES = ("auto", "torch", "cuda")

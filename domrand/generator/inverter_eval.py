@@ -35,11 +35,11 @@ import torch
 import yaml
 
 from domrand import checkpoint
-from domrand.generator.dataset import load_images
-from domrand.generator.inverter import layout_noise, render
-from domrand.generator.inverter_losses import class_squared_errors
-from domrand.generator.inverter_train import randomize
-from domrand.generator.runs import resolve_run_file
+from domrand.generator.train.dataset import load_images
+from domrand.generator.nn.inverter import layout_noise, render
+from domrand.generator.train.inverter_losses import class_squared_errors
+from domrand.generator.train.inverter import randomize
+from domrand.generator.train.runs import resolve_run_file
 from domrand.generator.visualize import to_uint8
 from domrand.geometry import geometry_score, load_frames_with_masks, train_segmenter
 from domrand.metrics import psnr, ssim

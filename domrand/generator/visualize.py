@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from domrand.generator.networks import mix_styles
+from domrand.generator.nn.networks import mix_styles
 from domrand.utils import atomic_path
 
 _GAP = 4

@@ -22,9 +22,9 @@ def make_untrained_bundle(out: str | os.PathLike, seed: int = 0, student: bool =
     untrained distilled student too) for machinery checks."""
     from domrand.bundle import add_student, save_bundle
     from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.inverter import Inverter, InverterConfig
-    from domrand.generator.networks import Generator
-    from domrand.generator.student import StudentConfig, StudentNet
+    from domrand.generator.nn.inverter import Inverter, InverterConfig
+    from domrand.generator.nn.networks import Generator
+    from domrand.generator.nn.student import StudentConfig, StudentNet
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -1,7 +1,7 @@
 """StyleGAN2 training loop (issue 3): importable, no argparse.
 
 ``train(config, data, out, ...)`` runs a whole training job into a run directory (layout in
-``domrand.generator.runs``) and returns a ``TrainResult``; ``Trainer`` is the loop itself, one
+``domrand.generator.train.runs``) and returns a ``TrainResult``; ``Trainer`` is the loop itself, one
 ``train_step()`` at a time, for callers that drive it (tests, future distributed launchers).
 
 One step (global batch ``B``, split evenly over ``world_size`` ranks) runs the four phases of
@@ -33,7 +33,6 @@ import copy
 import hashlib
 import json
 import math
-import random
 import shlex
 import sys
 import threading
@@ -49,8 +48,14 @@ import torch.nn.functional as F
 from domrand import checkpoint as ckpt
 from domrand import distributed as dist_utils
 from domrand.config import GeneratorConfig, dump_yaml, from_dict, load_config, replace, to_dict
-from domrand.generator import runs
-from domrand.generator.losses import (
+from domrand.generator.train import runs
+from domrand.generator.train.stylegan_state import (
+    load_trainer_checkpoint,
+    load_trainer_state,
+    save_trainer_checkpoint,
+    trainer_state,
+)
+from domrand.generator.train.losses import (
     PathLengthRegularizer,
     auto_r1_gamma,
     coarse_feature_loss,
@@ -61,8 +66,8 @@ from domrand.generator.losses import (
     path_length_lengths,
     r1_penalty,
 )
-from domrand.generator.layers import block_resolutions
-from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.nn.layers import block_resolutions
+from domrand.generator.nn.networks import Discriminator, Generator
 from domrand.utils import atomic_write_text, derive_seed, resolve_device
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
@@ -70,7 +75,6 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 # Independent random streams of one rank (each a CPU torch.Generator).
 STREAMS = ("z", "mix", "noise", "data", "augment", "pl")
 GRID_ROWS, GRID_COLS = 4, 8  # fixed-latent rows of the sample sheet
-STATE_VERSION = 1
 _INIT_LOCK = threading.Lock()
 # Fine-tuning defaults (training.init set; issue 16): a frozen mapping keeps W itself shared with the
 # start generator, and FreezeD keeps the discriminator's first (highest-resolution) block.
@@ -199,7 +203,7 @@ class Trainer:
         world_size: int = 1,  # number of processes
         reduce: Reduce | None = None,  # all-reduce sum over ranks (None: single process)
     ):
-        from domrand.generator.dataset import ImageSampler
+        from domrand.generator.train.dataset import ImageSampler
 
         t0 = cfg.training
         if t0.r1_gamma is None or t0.mapping_lr_mult is None or t0.freeze_d is None:
@@ -256,7 +260,7 @@ class Trainer:
         self.augment = None
         self.ada = None
         if self.t.ada:
-            from domrand.generator.augment import AdaController, AugmentPipe
+            from domrand.generator.train.augment import AdaController, AugmentPipe
 
             self.augment = AugmentPipe(0.0).to(self.device)
             self.ada = AdaController(
@@ -291,12 +295,12 @@ class Trainer:
     def set_init_reference(self, G_start: Generator) -> None:
         """Keep a frozen copy of the start generator (on this device): the reference of the
         coarse-feature term ``training.init_feature_weight``."""
-        from domrand.generator.finetune import frozen_reference
+        from domrand.generator.train.finetune import frozen_reference
 
         if to_dict(G_start.config) != to_dict(self.G.config):
             mine, theirs = to_dict(self.G.config), to_dict(G_start.config)
             diff = [k for k in mine if mine[k] != theirs.get(k)]
-            from domrand.generator.finetune import ARCH_FIELDS
+            from domrand.generator.train.finetune import ARCH_FIELDS
 
             if any(k in ARCH_FIELDS for k in diff):
                 raise ValueError(f"the start generator's network differs from this run's in {diff}")
@@ -308,7 +312,7 @@ class Trainer:
         G_ema <- the start's G_ema; G <- the start's G_ema (``training.init_from_ema``) or its raw G
         when it has one; D <- the start's D when it has one (else D keeps its fresh init). The
         optimizers keep the same parameter objects (weights are copied in place)."""
-        from domrand.generator.finetune import load_discriminator
+        from domrand.generator.train.finetune import load_discriminator
 
         if self.step or self.nimg:
             raise RuntimeError("start_from: the trainer has already taken steps")
@@ -379,56 +383,14 @@ class Trainer:
         return self.world_size > 1 and self.reduce is not None
 
     def _sync_grads(self, module: torch.nn.Module) -> None:
-        """Average gradients over ranks: one all-reduce of a flat buffer (+ a count check).
+        """Average gradients over ranks (by hand, not ``DistributedDataParallel``: the R1 and
+        path-length phases differentiate through gradients, which DDP's reducer does not support,
+        and phases switch parameters on and off, which DDP would need ``find_unused_parameters``
+        for; see ``distributed.average_gradients``)."""
+        dist_utils.average_gradients(module.parameters(), self.reduce, self.world_size, rank=self.rank, what=type(module).__name__)
 
-        Done by hand rather than with ``DistributedDataParallel``: the R1 and path-length phases
-        differentiate through gradients (``create_graph``), which DDP's reducer does not support,
-        and each step runs G and D in several phases with parameters switched on and off (and
-        progressive growing leaves layers unused), which DDP would need ``find_unused_parameters``
-        for. Parameters without a gradient (unused everywhere) keep ``grad=None`` so Adam skips
-        them exactly as in a single process; the appended count catches ranks that disagree.
-        """
-        if not self._distributed():
-            return
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.detach().reshape(-1).float() for g in grads] + [torch.ones(1, device=grads[0].device)])
-        flat = self.reduce(flat)
-        if int(round(float(flat[-1]))) != self.world_size:
-            raise RuntimeError(f"rank {self.rank}: ranks disagree on which {type(module).__name__} parameters have gradients")
-        flat = flat[:-1] / self.world_size
-        offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset : offset + n].view_as(g))
-            offset += n
-
-    def _sync_w_avg(self) -> None:
-        """Average the ``w_avg`` buffer over ranks (each moved it toward its own batch's mean w).
-
-        ``lerp`` is linear, so the mean of the ranks' buffers is the buffer moved toward the mean
-        w of the global batch, as in one process.
-        """
-        if not self._distributed():
-            return
-        for name, buf in self.G.named_buffers():
-            if name.endswith("w_avg"):
-                buf.copy_(self.reduce(buf) / self.world_size)
-
-    def _gather(self, t: torch.Tensor) -> torch.Tensor:
-        """Every rank's ``t`` stacked in rank order (``[world_size, *t.shape]``), via ``reduce``."""
-        if not self._distributed():
-            return t.unsqueeze(0).clone()
-        buf = torch.zeros((self.world_size, *t.shape), dtype=torch.float64 if t.is_floating_point() else torch.int64)
-        buf[self.rank] = t.detach().cpu().to(buf.dtype)
-        return self.reduce(buf).to(t.dtype)
-
-    def _mean(self, value: torch.Tensor) -> float:
-        value = value.detach().float()
-        if self.reduce is not None and self.world_size > 1:
-            value = self.reduce(value) / self.world_size
-        return float(value)
+    def _rank_mean(self, value: torch.Tensor) -> float:
+        return dist_utils.mean_over_ranks(value, self.reduce, self.world_size)
 
     # ---- one step -----------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -453,13 +415,13 @@ class Trainer:
             with self._autocast():
                 loss_feat = self._init_feature_loss(ws, extras, res)
             total_g = loss_g + feature_weight * loss_feat
-            stats["loss_init_feat"] = self._mean(loss_feat)
+            stats["loss_init_feat"] = self._rank_mean(loss_feat)
         self.G_opt.zero_grad(set_to_none=True)
         total_g.backward()
         self._sync_grads(self.G)
         self.G_opt.step()
-        self._sync_w_avg()
-        stats["loss_G"] = self._mean(loss_g)
+        dist_utils.average_buffers(self.G, "w_avg", self.reduce, self.world_size)  # lerp is linear: as one process
+        stats["loss_G"] = self._rank_mean(loss_g)
 
         # G reg: lazy path length (fp32).
         if t.pl_weight > 0 and self.step % t.pl_interval == 0:
@@ -472,7 +434,7 @@ class Trainer:
             loss_pl.backward()
             self._sync_grads(self.G)
             self.G_opt.step()
-            stats["loss_pl"] = self._mean(penalty.mean())
+            stats["loss_pl"] = self._rank_mean(penalty.mean())
         self.G.requires_grad_(False)
 
         # D main: logistic loss on augmented fakes and reals; ADA statistics.
@@ -490,9 +452,9 @@ class Trainer:
         (loss_fake + loss_real).backward()
         self._sync_grads(self.D)
         self.D_opt.step()
-        stats["loss_D"] = self._mean(loss_fake + loss_real)
-        stats["D_real"] = self._mean(real_logits.float().mean())
-        stats["D_fake"] = self._mean(fake_logits.float().mean())
+        stats["loss_D"] = self._rank_mean(loss_fake + loss_real)
+        stats["D_real"] = self._rank_mean(real_logits.float().mean())
+        stats["D_fake"] = self._rank_mean(fake_logits.float().mean())
 
         # D reg: lazy R1 on (un-augmented) reals, gradient through the augmentation (fp32).
         if t.r1_gamma and t.r1_gamma > 0 and self.step % t.r1_interval == 0:
@@ -503,7 +465,7 @@ class Trainer:
             loss_r1.backward()
             self._sync_grads(self.D)
             self.D_opt.step()
-            stats["loss_r1"] = self._mean(penalty.mean())
+            stats["loss_r1"] = self._rank_mean(penalty.mean())
         self.D.requires_grad_(False)
 
         self._update_ema()
@@ -591,124 +553,21 @@ class Trainer:
         return sample_sheet(self.G_ema, self.grid_z, GRID_COLS, psi=0.5, active_resolution=res, alpha=alpha)
 
     # ---- state ------------------------------------------------------------------------------------
+    # ---- state on disk (stylegan_state) ---------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Everything besides the networks, flattened into tensors + JSON (no pickle).
-
-        With several ranks this is a collective (every rank must call it at the same step): it
-        gathers each rank's stream states (``gen/<name>`` for rank 0, ``gen/rank<r>/<name>`` for
-        the others) and sums the ADA statistics not yet used, so the result is complete on rank 0.
-        """
-        tensors: dict[str, torch.Tensor] = {}
-        meta: dict[str, Any] = {
-            "version": STATE_VERSION,
-            "step": self.step,
-            "nimg": self.nimg,
-            "seed": self.seed,
-            "world_size": self.world_size,
-            "batch": self.batch,
-            "data_key": self.data_key,
-            "data": self.data_source,
-            "config": to_dict(self.cfg),
-        }
-        for name, opt in (("G_opt", self.G_opt), ("D_opt", self.D_opt)):
-            opt_tensors, meta[name] = ckpt.optimizer_state_to_tensors(opt, name)
-            tensors.update(opt_tensors)
-        for name, gen in self.gens.items():
-            for r, st in enumerate(self._gather(gen.get_state())):
-                tensors[f"gen/{name}" if r == 0 else f"gen/rank{r}/{name}"] = st.to(torch.uint8).clone()
-        tensors["rng/torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng/cuda/{i}"] = s
-        np_state = np.random.get_state()
-        tensors["rng/numpy_keys"] = torch.from_numpy(np_state[1].astype(np.int64))
-        meta["numpy_rng"] = [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]
-        py_state = random.getstate()
-        meta["python_rng"] = [py_state[0], list(py_state[1]), py_state[2]]
-        tensors["pl_mean"] = self.pl.pl_mean.detach()
-        tensors["grid_z"] = self.grid_z
-        if self.augment is not None:
-            tensors["ada_p"] = self.augment.p.detach()
-            ada = self.ada.state_dict()
-            if self._distributed():  # the statistics since the last adjustment, summed over ranks
-                local = self.ada._stats if self.ada._stats is not None else torch.zeros(2, dtype=torch.float64)
-                ada["stats"] = [float(v) for v in self.reduce(local.to(torch.float64)).tolist()]
-            meta["ada"] = ada
-        return tensors, meta
+        """Everything besides the networks as tensors + JSON (a collective with several ranks)."""
+        return trainer_state(self)
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        if meta.get("version") != STATE_VERSION:
-            raise ckpt.CheckpointError(f"train_state version {meta.get('version')!r} is not {STATE_VERSION}")
-        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
-        self.seed = int(meta.get("seed", self.seed))  # the run's seed (fixes the SWD real subset)
-        for name, opt in (("G_opt", self.G_opt), ("D_opt", self.D_opt)):
-            ckpt.load_optimizer_state(opt, tensors, meta[name], name)
-        saved_ws = int(meta.get("world_size", 1))
-        if saved_ws == self.world_size:
-            for name, gen in self.gens.items():
-                gen.set_state(tensors[f"gen/{name}" if self.rank == 0 else f"gen/rank{self.rank}/{name}"])
-            self.resumed_streams = "restored"
-        else:  # another number of ranks: fresh streams, a deterministic function of the run and the step
-            for i, (name, gen) in enumerate(self.gens.items()):
-                gen.manual_seed(derive_seed(self.seed, self.rank, i, self.step, self.world_size, 1))
-            self.resumed_streams = "rederived"
-        torch.set_rng_state(tensors["rng/torch"])
-        cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]
-        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
-        kind, pos, has_gauss, cached = meta["numpy_rng"]
-        np.random.set_state((kind, tensors["rng/numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
-        version, internal, gauss = meta["python_rng"]
-        random.setstate((version, tuple(internal), gauss))
-        self.pl.pl_mean.copy_(tensors["pl_mean"].to(self.device))
-        self.grid_z = tensors["grid_z"].clone()
-        if self.augment is not None:
-            if "ada_p" in tensors:
-                self.augment.p.copy_(tensors["ada_p"].to(self.device))
-            if "ada" in meta:
-                self.ada.load_state_dict(meta["ada"])
-                if self.rank != 0:  # rank 0 carries the summed statistics; the others start from zero
-                    self.ada._stats = None
+        load_trainer_state(self, tensors, meta)
 
-    def save_checkpoint(
-        self, run_dir: str | Path, swd_mean: float | None, state: tuple[dict, dict] | None = None
-    ) -> Path:
-        """Write ``checkpoints/kimg-<kimg>/`` (atomic dir) for the current state.
-
-        With several ranks, pass ``state`` from :meth:`state` (a collective all ranks ran).
-        """
-        extra = {"kimg": self.kimg, "step": self.step, "swd": swd_mean}
-        res, alpha = self.schedule()
-        if self.t.progressive:
-            extra.update(active_resolution=res, alpha=alpha)
-        tensors, meta = self.state() if state is None else state
-
-        def write(tmp: Path) -> None:
-            ckpt.save_network(tmp / "G.safetensors", self.G, extra)
-            ckpt.save_network(tmp / "G_ema.safetensors", self.G_ema, extra)
-            ckpt.save_network(tmp / "D.safetensors", self.D, extra)
-            ckpt.save_tensors(tmp / "train_state.safetensors", tensors, meta)
-
-        return runs.write_checkpoint_dir(run_dir, self.kimg, write)
+    def save_checkpoint(self, run_dir: str | Path, swd_mean: float | None, state: tuple[dict, dict] | None = None) -> Path:
+        """Write ``checkpoints/kimg-<kimg>/`` (atomic dir) for the current state."""
+        return save_trainer_checkpoint(self, run_dir, swd_mean, state)
 
     def load_checkpoint(self, ckpt_dir: str | Path) -> dict[str, Any]:
         """Restore networks and training state from a checkpoint dir; returns its metadata."""
-        d = Path(ckpt_dir)
-        for name, net in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
-            loaded = ckpt.load_network(d / f"{name}.safetensors", type(net).__name__)
-            try:
-                net.load_state_dict(loaded.state_dict(), strict=True)
-            except RuntimeError as exc:
-                raise ckpt.CheckpointError(f"{d / name}.safetensors does not fit this config: {exc}") from None
-        tensors, meta = ckpt.load_tensors(d / "train_state.safetensors")
-        if int(meta.get("batch", self.batch)) != self.batch:
-            raise ValueError(
-                f"{d}: checkpoint was trained with global batch {meta.get('batch')}; resume with the same global "
-                f"batch (got {self.batch}); the number of ranks may change"
-            )
-        self.load_state(tensors, meta)
-        return meta
-
+        return load_trainer_checkpoint(self, ckpt_dir)
 
 # --------------------------------------------------------------------------------------------
 # Whole runs
@@ -773,7 +632,7 @@ def _load_data(data: str | Path | np.ndarray, resolution: int, min_images: int, 
         if len(data) < min_images:
             raise ValueError(f"found {len(data)} image(s) in the given array, need at least {min_images}")
         return data
-    from domrand.generator.dataset import load_images
+    from domrand.generator.train.dataset import load_images
 
     return load_images(data, resolution, cache_dir=cache_dir, min_images=min_images, progress=progress)
 
@@ -834,7 +693,7 @@ def fresh_config(
         if base is None:
             raise ValueError("a config (preset name or YAML path) is required")
         return resolve_config(base, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size, overrides=sets), None
-    from domrand.generator import finetune
+    from domrand.generator.train import finetune
 
     src = finetune.load_init(init_path, log=log)
     if base is None:
@@ -1105,7 +964,7 @@ def _stored_init_generator(run_dir: Path, cfg: GeneratorConfig) -> Generator:
         G = ckpt.load_network(path, "Generator")
         where = str(path)
     elif cfg.training.init:
-        from domrand.generator.finetune import load_init
+        from domrand.generator.train.finetune import load_init
 
         G, where = load_init(cfg.training.init).G_ema, cfg.training.init
     else:

@@ -9,7 +9,7 @@ Everything here is differentiable (twice, as R1 and path-length regularization n
 ordinary autograd. Callers import the ops from here; a fast backend plugs in through
 ``register_accelerator``: at the top of each op it is asked for an implementation for these tensors
 and the reference below runs when it answers ``None`` (or when none is registered). ``domrand.cuda``
-registers its CUDA kernels this way when it is imported (``domrand.generator.layers`` imports it), so
+registers its CUDA kernels this way when it is imported (``domrand.generator.nn.layers`` imports it), so
 this module imports nothing of domrand but the shape-check helper.
 
 All images are ``[N, C, H, W]``.

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from domrand.generator import runs
+from domrand.generator.train import runs
 from domrand.utils import atomic_write_text
 
 METRICS = "metrics.jsonl"  # one JSON record per line: kind train | eval

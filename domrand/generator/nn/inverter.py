@@ -49,7 +49,7 @@ from torch.nn import functional as F
 
 from domrand import checkpoint
 from domrand.config import from_dict, to_dict
-from domrand.generator.layers import Conv2dLayer, FullyConnectedLayer, block_resolutions, channels_at
+from domrand.generator.nn.layers import Conv2dLayer, FullyConnectedLayer, block_resolutions, channels_at
 from domrand.utils import assert_shape
 
 __all__ = [

@@ -19,8 +19,8 @@ from torch import nn
 
 from domrand import checkpoint
 from domrand.config import NetworkConfig, from_dict, to_dict
-from domrand.generator import ops
-from domrand.generator.layers import (
+from domrand.generator.nn import ops
+from domrand.generator.nn.layers import (
     Conv2dLayer,
     FullyConnectedLayer,
     block_resolutions,

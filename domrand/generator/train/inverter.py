@@ -69,9 +69,9 @@ from torch import nn
 from domrand import checkpoint
 from domrand import distributed as dist_utils
 from domrand.config import dump_yaml, from_dict
-from domrand.generator import runs
-from domrand.generator.inverter import Inverter, InverterConfig, compose_styles, layout_noise, render
-from domrand.generator.inverter_losses import (
+from domrand.generator.train import runs
+from domrand.generator.nn.inverter import Inverter, InverterConfig, compose_styles, layout_noise, render
+from domrand.generator.train.inverter_losses import (
     STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
     DEFAULT_CLASS_IDS,
@@ -83,7 +83,7 @@ from domrand.generator.inverter_losses import (
     norm_penalty,
     weighted_recon_loss,
 )
-from domrand.generator.networks import mix_styles, random_crossover
+from domrand.generator.nn.networks import mix_styles, random_crossover
 from domrand.utils import atomic_write_text, derive_seed
 
 E_FILE = runs.E_FILE
@@ -140,7 +140,7 @@ class InverterTrainer:
         sim_masks: np.ndarray | None = None,  # uint8 [N, R, R] class ids, one per sim frame (object-aware loss)
         class_ids: dict[str, int] | None = None,  # class name -> id of sim_masks (None: export-frames' ids)
     ):
-        from domrand.generator.dataset import ImageSampler
+        from domrand.generator.train.dataset import ImageSampler
 
         self.rank, self.world_size, self.reduce = int(rank), int(world_size), reduce
         if self.world_size > 1 and reduce is None:
@@ -634,7 +634,7 @@ def train_inverter(
     With several ranks every rank calls this (a collective); a failure of any rank in the set-up
     (checks, data, networks) stops every rank with an error instead of leaving them waiting.
     """
-    from domrand.generator.dataset import load_images, load_masks, masks_beside, read_class_ids
+    from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
 
     main = rank == 0
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import domrand.cuda  # noqa: F401  (plugs the CUDA kernels into ops: ops.register_accelerator)
-from domrand.generator import ops
+from domrand.generator.nn import ops
 
 
 class FullyConnectedLayer(nn.Module):

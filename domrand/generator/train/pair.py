@@ -58,11 +58,11 @@ from torch import nn
 
 from domrand import checkpoint
 from domrand.config import NetworkConfig, dump_yaml, from_dict, replace, to_dict
-from domrand.generator import runs
-from domrand.generator.augment import AdaController, AugmentPipe
-from domrand.generator.dataset import ImageSampler
-from domrand.generator.inverter import Inverter, InverterNetworkConfig, layout_noise
-from domrand.generator.inverter_losses import (
+from domrand.generator.train import runs
+from domrand.generator.train.augment import AdaController, AugmentPipe
+from domrand.generator.train.dataset import ImageSampler
+from domrand.generator.nn.inverter import Inverter, InverterNetworkConfig, layout_noise
+from domrand.generator.train.inverter_losses import (
     DEFAULT_CLASS_IDS,
     class_squared_errors,
     class_weight_lut,
@@ -70,9 +70,9 @@ from domrand.generator.inverter_losses import (
     image_loss,
     weighted_recon_loss,
 )
-from domrand.generator.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from domrand.generator.networks import Discriminator, Generator
-from domrand.generator.train_loop import run_training, start_or_resume
+from domrand.generator.train.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from domrand.generator.nn.networks import Discriminator, Generator
+from domrand.generator.train.loop import run_training, start_or_resume
 from domrand.generator.visualize import to_uint8
 from domrand.metrics import to_float_images
 
@@ -461,7 +461,7 @@ def train_pair(
     """
     import yaml
 
-    from domrand.generator.dataset import load_images, load_masks, masks_beside, read_class_ids
+    from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
 
     out = Path(out)
     setup_file = out / "data.json"

@@ -38,8 +38,8 @@ from typing import Callable
 
 from domrand import checkpoint as ckpt
 from domrand.config import GeneratorConfig, NetworkConfig, TrainingConfig, from_dict, load_config, replace, to_dict
-from domrand.generator import runs
-from domrand.generator.networks import Discriminator, Generator
+from domrand.generator.train import runs
+from domrand.generator.nn.networks import Discriminator, Generator
 
 # Network fields that change the parameters' shapes or their meaning (the mapping's equalized-lr
 # scale divides its stored weights by mapping_lr_mult): these must match the start's exactly.

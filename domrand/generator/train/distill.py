@@ -32,9 +32,9 @@ import torch.nn.functional as F
 
 from domrand import checkpoint
 from domrand.config import dump_yaml, from_dict
-from domrand.generator import runs
-from domrand.generator.student import StudentConfig, StudentNet
-from domrand.generator.train_loop import run_training, start_or_resume
+from domrand.generator.train import runs
+from domrand.generator.nn.student import StudentConfig, StudentNet
+from domrand.generator.train.loop import run_training, start_or_resume
 from domrand.utils import atomic_path, derive_seed
 
 CHECKPOINT_FILES = ("student.safetensors", "train_state.safetensors")
@@ -359,7 +359,7 @@ def distill(
     import yaml
 
     from domrand.bundle import load_bundle
-    from domrand.generator.dataset import load_images, load_masks, masks_beside, read_class_ids
+    from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
 
     out = Path(out)
     setup_file = out / "data.json"

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from domrand.generator.networks import mix_styles, random_crossover
+from domrand.generator.nn.networks import mix_styles, random_crossover
 from domrand.utils import assert_shape
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
