@@ -221,7 +221,8 @@ def _materialize(source: str | None, work: Path) -> str | None:
 
 def _generator_config(path: Path, preset: str, batch: int | None, every_kimg: float) -> str:
     """A copy of ``preset`` with checkpoints and SWD every ``every_kimg`` (fast devices finish kimg quickly)."""
-    from domrand.config import GeneratorConfig, dump_yaml, load_config, replace
+    from domrand.config import dump_yaml, load_config, replace
+    from domrand.generator.train.stylegan_config import GeneratorConfig
 
     cfg = load_config(preset, GeneratorConfig, kind="generator")
     t = replace(cfg.training, snapshot_kimg=every_kimg, metrics_kimg=every_kimg,

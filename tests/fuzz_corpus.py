@@ -51,8 +51,10 @@ class _Payload:
 
 def make_originals(root: Path) -> None:
     """A tiny folder bundle, the same as one file, and a 2-step training run of the tiny preset."""
-    from domrand.config import GeneratorConfig, load_config, replace
-    from domrand.generator.nn.inverter import Inverter, InverterConfig
+    from domrand.config import load_config, replace
+    from domrand.generator.train.stylegan_config import GeneratorConfig
+    from domrand.generator.nn.inverter import Inverter
+    from domrand.generator.train.inverter import InverterConfig
     from domrand.generator.nn.networks import Generator
     from domrand.generator.train.stylegan import resolve_config, train
 

@@ -27,7 +27,8 @@ def test_bf16_autocast_training_steps_run_and_keep_float32_state():
 def test_random_noise_from_a_cpu_generator_lands_on_another_device():
     """Trainers seed CPU generators; noise for a CUDA synthesis must still be drawn from them (a CUDA
     run of train-inverter failed here). The meta device stands in for CUDA on a CPU-only machine."""
-    from domrand.config import GeneratorConfig, load_config
+    from domrand.config import load_config
+    from domrand.generator.train.stylegan_config import GeneratorConfig
     from domrand.generator.nn.networks import Generator
 
     G = Generator(load_config("tiny", GeneratorConfig).network)

@@ -13,7 +13,8 @@ from domrand import bundle as bundle_mod
 from domrand import checkpoint
 from domrand.checkpoint import CheckpointError, weights_hash
 from domrand.cli import main as cli_main
-from domrand.config import GeneratorConfig, load_config
+from domrand.config import load_config
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn.networks import Generator
 from domrand.randomizer import StyleRandomizer
 from standins import StandInEncoder

@@ -19,7 +19,8 @@ from domrand.checkpoint import (
     save_tensors,
     weights_hash,
 )
-from domrand.config import GeneratorConfig, load_config, replace
+from domrand.config import load_config, replace
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn.networks import Discriminator, Generator
 
 

@@ -4,7 +4,9 @@ import dataclasses
 
 import pytest
 
-from domrand.config import ConfigError, GeneratorConfig, dump_yaml, load_config, preset_names, replace
+from domrand.config import ConfigError, dump_yaml, load_config, preset_names, replace
+
+from domrand.generator.train.stylegan_config import GeneratorConfig
 
 
 def test_bundled_presets_load_by_name_and_path():

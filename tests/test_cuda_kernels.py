@@ -399,7 +399,7 @@ def integrate_dispatch(monkeypatch):
 def test_emulated_networks_match_reference_with_r1_and_path_length(emu, monkeypatch):
     """G forward/backward, path-length-style and R1-style double backward: kernels (emulated on CPU
     through the real dispatch path) vs DOMRAND_OPS=torch."""
-    from domrand.config import NetworkConfig
+    from domrand.generator.nn.networks import NetworkConfig
     from domrand.generator.nn.networks import Discriminator, Generator
 
     integrate_dispatch(monkeypatch)
@@ -470,7 +470,7 @@ def previous_synthesis_layer_forward(self, x, w, noise, fused=None, gain=1.0):
 def test_synthesis_layers_use_noise_bias_act_and_its_kernel(emu, monkeypatch):
     """The synthesis layer (ops.noise_bias_act) equals the previous formula exactly on the reference
     path, and through dispatch runs the noise kernels with the same result."""
-    from domrand.config import NetworkConfig
+    from domrand.generator.nn.networks import NetworkConfig
     from domrand.generator.nn import networks
 
     cfg = NetworkConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)

@@ -28,8 +28,9 @@ import pytest
 import torch
 
 from domrand import checkpoint
-from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator.nn.inverter import InverterConfig
+from domrand.config import load_config, replace
+from domrand.generator.train.stylegan_config import GeneratorConfig
+from domrand.generator.train.inverter import InverterConfig
 from domrand.generator.train.inverter import CHECKPOINTS, InverterTrainer, train_inverter
 from domrand.generator.nn.networks import Discriminator, Generator
 from dist_helpers import ThreadGroup, free_port

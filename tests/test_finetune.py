@@ -19,7 +19,8 @@ import torch
 
 from domrand import cli
 from domrand.checkpoint import load_network, read_network_info, weights_hash
-from domrand.config import GeneratorConfig, load_config, replace
+from domrand.config import load_config, replace
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.train import finetune
 from domrand.generator.train import runs
 from domrand.generator.nn.networks import Generator

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from domrand import checkpoint
-from domrand.config import GeneratorConfig, load_config, replace
-from domrand.generator.nn.inverter import Inverter, InverterConfig, layout_noise, render, save_inverter
+from domrand.config import load_config, replace
+from domrand.generator.train.stylegan_config import GeneratorConfig
+from domrand.generator.nn.inverter import Inverter, layout_noise, render, save_inverter
+from domrand.generator.train.inverter import InverterConfig
 from domrand.generator.train.inverter_losses import delta_penalty, edge_tensor_loss, norm_penalty, structure_loss
 from domrand.generator.train.inverter import InverterTrainer, list_checkpoints
 from domrand.generator.nn.networks import Discriminator, Generator

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from domrand.config import NetworkConfig
+from domrand.generator.nn.networks import NetworkConfig
 from domrand.generator.train.losses import (
     PathLengthRegularizer,
     auto_r1_gamma,

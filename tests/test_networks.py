@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from domrand.config import GeneratorConfig, load_config, preset_names
+from domrand.config import load_config, preset_names
+
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn.networks import (
     Discriminator,
     Generator,

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from domrand.config import GeneratorConfig, load_config
+from domrand.config import load_config
+
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn.networks import Generator
 from domrand.randomizer import StyleRandomizer
 from standins import StandInEncoder

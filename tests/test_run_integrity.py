@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from domrand import checkpoint
-from domrand.config import GeneratorConfig, load_config, replace
+from domrand.config import load_config, replace
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.train import runs
 from domrand.generator.nn.networks import Discriminator, Generator
 from domrand.generator.train.stylegan import resolve_config, train

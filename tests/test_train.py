@@ -130,7 +130,7 @@ def test_resolve_config_auto_r1_and_validation() -> None:
 
 def test_runs_prune_keeps_last_k_and_best(tmp_path: Path) -> None:
     from domrand.checkpoint import save_network
-    from domrand.config import NetworkConfig
+    from domrand.generator.nn.networks import NetworkConfig
     from domrand.generator.nn.networks import Generator
 
     G = Generator(NetworkConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8))
@@ -201,7 +201,7 @@ def test_cli_end_to_end(tmp_path: Path, capsys) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated upstream
 def test_eval_fid_with_a_local_torchscript_file(tmp_path: Path, capsys) -> None:
     from domrand.checkpoint import save_network
-    from domrand.config import NetworkConfig
+    from domrand.generator.nn.networks import NetworkConfig
     from domrand.generator.nn.networks import Generator
 
     class Feats(torch.nn.Module):

@@ -11,7 +11,9 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
-from domrand.config import GeneratorConfig, load_config
+from domrand.config import load_config
+
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn.networks import Generator
 from domrand.randomizer import StyleRandomizer
 from domrand.wrappers import (

@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
-from domrand.config import GeneratorConfig, load_config
+from domrand.config import load_config
+
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn.networks import Generator
 from domrand.utils import resolve_device
 

@@ -38,8 +38,11 @@ def untrained_networks(generator_preset: str, inverter_preset: str, device):
     """Untrained G and its E (seeded, eval mode) of the named presets: the speed of trained ones."""
     import torch
 
-    from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.nn.inverter import Inverter, InverterConfig
+    from domrand.config import load_config
+
+    from domrand.generator.train.stylegan_config import GeneratorConfig
+    from domrand.generator.nn.inverter import Inverter
+    from domrand.generator.train.inverter import InverterConfig
     from domrand.generator.nn.networks import Generator
 
     torch.manual_seed(0)

@@ -163,7 +163,8 @@ def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, de
 
 def main(args: argparse.Namespace) -> int:
     from domrand.checkpoint import load_network
-    from domrand.config import GeneratorConfig, load_config
+    from domrand.config import load_config
+    from domrand.generator.train.stylegan_config import GeneratorConfig
     from domrand.generator.nn import networks
     from domrand.generator.train import runs  # noqa: F401  (networks: Generator registers with checkpoint)
     from domrand.generator.train.dataset import load_images

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from domrand.generator.nn.inverter import InverterConfig
+    from domrand.generator.train.inverter import InverterConfig
     from domrand.generator.train.inverter import train_inverter
     from domrand.utils import resolve_device
 

@@ -21,8 +21,10 @@ def make_untrained_bundle(out: str | os.PathLike, seed: int = 0, student: bool =
     """An untrained 16x16 bundle (``tiny`` generator + ``tiny`` inverter, with ``student`` a small
     untrained distilled student too) for machinery checks."""
     from domrand.bundle import add_student, save_bundle
-    from domrand.config import GeneratorConfig, load_config
-    from domrand.generator.nn.inverter import Inverter, InverterConfig
+    from domrand.config import load_config
+    from domrand.generator.train.stylegan_config import GeneratorConfig
+    from domrand.generator.nn.inverter import Inverter
+    from domrand.generator.train.inverter import InverterConfig
     from domrand.generator.nn.networks import Generator
     from domrand.generator.nn.student import StudentConfig, StudentNet
 

@@ -11,6 +11,7 @@ Shapes: z ``[N, z_dim]``; w ``[N, w_dim]``; ws (W+) ``[N, num_ws, w_dim]``; imag
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from domrand import checkpoint
-from domrand.config import NetworkConfig, from_dict, to_dict
+from domrand.config import from_dict, to_dict
 from domrand.generator.nn import ops
 from domrand.generator.nn.layers import (
     Conv2dLayer,
@@ -31,6 +32,23 @@ from domrand.utils import assert_shape
 
 NOISE_MODES = ("random", "const", "none")
 Cutoff = int | Sequence[int] | None
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    resolution: int = 64  # output resolution, a power of two from 16 to 512
+    z_dim: int = 256  # input latent size
+    w_dim: int = 256  # intermediate latent (style) size
+    mapping_layers: int = 8  # fully connected layers in the mapping network
+    mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
+    w_avg_beta: float = 0.995  # decay of the tracked w average while training
+    channel_base: int = 8192  # channels at resolution r = min(channel_base // r, channel_max)
+    channel_max: int = 512  # upper bound on channels
+    conv_clamp: float | None = 256.0  # clamp conv outputs to +-this (None = off)
+    fir_kernel: tuple[int, ...] = (1, 3, 3, 1)  # 1-D FIR kernel for anti-aliased resampling
+    num_fp16_res: int = 0  # GPU only: run the N highest resolutions in reduced precision
+    mbstd_group: int = 4  # discriminator minibatch-stddev group size
+    mbstd_channels: int = 1  # discriminator minibatch-stddev feature channels
 
 
 def _check_noise_mode(noise_mode: str) -> None:

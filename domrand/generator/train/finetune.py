@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Callable
 
 from domrand import checkpoint as ckpt
-from domrand.config import GeneratorConfig, NetworkConfig, TrainingConfig, from_dict, load_config, replace, to_dict
+from domrand.config import from_dict, load_config, replace, to_dict
+from domrand.generator.train.stylegan_config import GeneratorConfig, TrainingConfig
+from domrand.generator.nn.networks import NetworkConfig
 from domrand.generator.train import runs
 from domrand.generator.nn.networks import Discriminator, Generator
 

@@ -59,6 +59,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ from domrand import checkpoint
 from domrand import distributed as dist_utils
 from domrand.config import dump_yaml, from_dict
 from domrand.generator.train import runs
-from domrand.generator.nn.inverter import Inverter, InverterConfig, compose_styles, layout_noise, render
+from domrand.generator.nn.inverter import Inverter, InverterNetworkConfig, compose_styles, layout_noise, render
 from domrand.generator.train.inverter_losses import (
     STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
@@ -94,6 +95,60 @@ COMMAND = "command.txt"
 METRICS = "metrics.jsonl"
 INVERTER_CHECKPOINT_FILES = runs.INVERTER_CHECKPOINT_FILES
 _INIT_LOCK = threading.Lock()  # ranks that are threads of one process (tests) share torch's global RNG
+
+
+@dataclass(frozen=True)
+class InverterTrainingConfig:
+    kimg: float = 100.0  # length of training in thousands of images (all sub-batches together)
+    gen_batch: int = 16  # generator samples with known ws per step
+    target_batch: int = 8  # target-domain images per step (when --target-data is given)
+    sim_batch: int = 8  # simulator frames per step (when --sim-data is given)
+    lr: float = 0.001  # Adam learning rate
+    betas: tuple[float, float] = (0.9, 0.99)  # Adam betas
+    psi: float = 1.0  # truncation of the generator samples used for training
+    mix_prob: float = 0.5  # style-mixing probability of the generator samples (W+ coverage)
+    latent_weight: float = 1.0  # generator samples: MSE of ws / spread of W
+    feature_weight: float = 0.1  # generator samples: MSE of the spatial latent vs G's own features
+    l2_weight: float = 1.0  # image MSE
+    l1_weight: float = 0.0  # image L1
+    msssim_weight: float = 0.5  # 1 - MS-SSIM
+    dfeat_weight: float = 0.1  # perceptual loss on the discriminator's block features
+    structure_weight: float = 1.0  # simulator frames: weight of the structure loss
+    structure_kind: str = "tensor"  # tensor (colour structure tensor; the default, docs/benchmarks.md) | luminance (normalized luminance gradient + low-pass)
+    sim_image_weight: float = 0.0  # simulator frames: plain image losses too (usually 0)
+    sim_recon_weight: float = 0.0  # simulator frames: object-aware (mask-weighted) L2/L1 reconstruction (0 = off; the aligned-pair design's E into G_sim)
+    class_weights: Any = field(default_factory=lambda: {"object": 20.0, "distractor": 5.0})  # class name (or id) -> per-pixel weight of that loss; classes not named weigh 1
+    delta_weight: float = 0.01  # e4e-style: spread of a sample's ws across layers
+    norm_weight: float = 0.01  # ws outside the typical radius of W
+    spatial_reg_weight: float = 0.001  # L2 of the spatial latent's offset from the average features
+    holdout_images: int = 64  # target images held out of training for metrics
+    eval_images: int = 64  # generator samples (fixed seed) for the metrics
+    metrics_kimg: float = 5.0  # held-out PSNR/SSIM every N kimg
+    snapshot_kimg: float = 10.0  # checkpoint + recon grid every N kimg
+    keep_snapshots: int = 3  # keep the last K checkpoints
+    refine_steps: int = 20  # default refinement steps of eval-inverter
+    refine_lr: float = 0.02  # Adam learning rate of the refinement
+    min_images: int = 16  # fewer images than this in --target-data / --sim-data is an error
+
+    def __post_init__(self) -> None:
+        cw = self.class_weights
+        if not isinstance(cw, dict):
+            raise ValueError(f"training.class_weights: expected a mapping of class name -> weight, got {cw!r}")
+        clean: dict[str, float] = {}
+        for k, v in cw.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= float(v) < float("inf")):
+                raise ValueError(f"training.class_weights.{k}: expected a finite number >= 0, got {v!r}")
+            clean[str(k)] = float(v)
+        object.__setattr__(self, "class_weights", clean)
+        if not (self.sim_recon_weight >= 0):
+            raise ValueError(f"training.sim_recon_weight must be >= 0, got {self.sim_recon_weight}")
+
+
+@dataclass(frozen=True)
+class InverterConfig:
+    name: str = "custom"
+    network: InverterNetworkConfig = field(default_factory=InverterNetworkConfig)
+    training: InverterTrainingConfig = field(default_factory=InverterTrainingConfig)
 
 
 # --------------------------------------------------------------------------------------------

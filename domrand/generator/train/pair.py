@@ -57,7 +57,8 @@ import torch
 from torch import nn
 
 from domrand import checkpoint
-from domrand.config import NetworkConfig, dump_yaml, from_dict, replace, to_dict
+from domrand.config import dump_yaml, from_dict, replace, to_dict
+from domrand.generator.nn.networks import NetworkConfig
 from domrand.generator.train import runs
 from domrand.generator.train.augment import AdaController, AugmentPipe
 from domrand.generator.train.dataset import ImageSampler

@@ -47,7 +47,8 @@ import torch.nn.functional as F
 
 from domrand import checkpoint as ckpt
 from domrand import distributed as dist_utils
-from domrand.config import GeneratorConfig, dump_yaml, from_dict, load_config, replace, to_dict
+from domrand.config import dump_yaml, from_dict, load_config, replace, to_dict
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.train import runs
 from domrand.generator.train.stylegan_state import (
     load_trainer_checkpoint,
