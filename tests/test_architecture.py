@@ -153,3 +153,13 @@ def test_the_public_python_names_are_where_users_import_them():
     ]:  # fmt: skip
         missing = [n for n in names if not hasattr(module, n)]
         assert not missing, (module.__name__, missing)
+
+
+def test_every_package_is_listed_for_the_wheel():
+    """pyproject.toml lists packages by hand (envs/ and configs/ are mapped into domrand): a new
+    subpackage missing there would be absent from a non-editable install."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in ROOT.rglob("__init__.py")}
+    assert found - listed == set()
