@@ -33,9 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domrand.bundle import Bundle, load_bundle
+from domrand.bundle import Bundle, load_bundle, validate_options
+from domrand.config import ConfigError, load_config
 from domrand.generator.nn.inverter import check_pairing, compose_styles
-from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES
+from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES, RandomizerOptions
 from domrand.utils import derive_seed, parse_dtype
 
 
@@ -220,17 +221,24 @@ class StyleRandomizer:
 
     # ---- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_bundle(cls, path: Any, device: str | torch.device = "auto", **options: Any) -> "StyleRandomizer":
+    def from_bundle(
+        cls, path: Any, device: str | torch.device = "auto", preset: str | os.PathLike | None = None, **options: Any
+    ) -> "StyleRandomizer":
         """Load a bundle (folder or single ``.safetensors`` file; or take a loaded ``bundle.Bundle``,
         then ``device`` is its own) and build a randomizer.
 
-        ``options`` override the bundle's stored randomizer defaults (see ``OPTION_NAMES``).
+        The options are, in increasing priority: the bundle's stored randomizer defaults, a
+        ``preset`` (a name in ``configs/randomizer/`` such as ``student``, or a YAML path; see
+        ``RandomizerOptions``), then ``options`` (see ``OPTION_NAMES``).
         """
         bundle = path if isinstance(path, Bundle) else load_bundle(path, device=device)
         unknown = sorted(set(options) - set(OPTION_NAMES) - {"check_pairing", "ood_reference", "ood_margin_db"})
         if unknown:
             raise TypeError(f"StyleRandomizer.from_bundle: unknown option(s) {unknown}; valid: {', '.join(OPTION_NAMES)}")
         merged = {k: v for k, v in bundle.options.items() if k in OPTION_NAMES}
+        if preset is not None:
+            chosen = load_config(preset, RandomizerOptions, kind="randomizer").as_options()
+            merged.update(validate_options(chosen, f"randomizer preset {preset}", ConfigError))
         merged.update(options)
         merged.setdefault("ood_reference", bundle_reference_psnr(bundle.info))
         return cls(bundle.G, bundle.E, student=bundle.student, **merged)

@@ -30,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", type=cli_args.unit_float, default=None, help="0 = frame styles, 1 = sampled styles")
     parser.add_argument("--keep-resolution", type=cli_args.power_of_two, default=None, help="resolution up to which the frame is kept")
     parser.add_argument("--refine-steps", type=cli_args.nonnegative_int, default=None, help="optimization steps refining the inversion")
-    parser.add_argument("--model", choices=MODELS, default="teacher",
-                        help="teacher: the bundle's inverter + generator (default); student: its distilled student (fast; "
+    parser.add_argument("--preset", type=cli_args.preset("randomizer"), default=None,
+                        help="randomizer preset: a name in configs/randomizer (default, student, reconstruct, wide) or a YAML path; "
+                             "the options below override it")
+    parser.add_argument("--model", choices=MODELS, default=None,
+                        help="teacher: the bundle's inverter + generator (the default); student: its distilled student (fast; "
                              "constant noise, mix 1, so --mix/--keep-resolution/--refine-steps do not apply)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=cli_args.positive_int, default=1, help="torch CPU threads for this process (default 1: on a shared 2-core machine more threads ran 3-11x slower; raise it on idle cores)")
@@ -91,12 +94,14 @@ def main(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
+    if args.model is not None:
+        options["model"] = args.model
     if args.model == "student":
-        ignored = [f"--{k.replace('_', '-')}" for k in options if k != "psi"]
+        ignored = [f"--{k.replace('_', '-')}" for k in options if k not in ("psi", "model")]
         if ignored:
             raise ValueError(f"--model student renders with constant noise and mix 1 at the bundle's keep resolution; "
                              f"{', '.join(ignored)} only apply to --model teacher")
-    randomizer = StyleRandomizer.from_bundle(bundle, device=args.device, seed=args.seed, model=args.model, **options)
+    randomizer = StyleRandomizer.from_bundle(bundle, device=args.device, preset=args.preset, seed=args.seed, **options)
     from tqdm import tqdm
 
     written = 0
