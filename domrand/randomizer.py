@@ -35,7 +35,9 @@ import torch.nn.functional as F
 
 from domrand.bundle import Bundle, load_bundle, validate_options
 from domrand.config import ConfigError, load_config
+from domrand.frames import check_mode, fit_frames, unfit_frames
 from domrand.generator.nn.inverter import check_pairing, compose_styles
+from domrand.metrics import psnr
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES, RandomizerOptions
 from domrand.utils import derive_seed, parse_dtype
 
@@ -187,7 +189,6 @@ class StyleRandomizer:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.dtype = auto_dtype(self.device) if str(dtype).lower() == "auto" else parse_dtype(dtype)
-        from domrand.frames import check_mode
 
         self.fit = check_mode(fit)
         self.ood_reference = None if ood_reference is None else float(ood_reference)
@@ -422,8 +423,6 @@ class StyleRandomizer:
         R = self.resolution
         h, w = (frames.shape[2:4] if channels_first else frames.shape[1:3])
         if h != w and self.fit != "stretch":  # keep the aspect ratio: pad or crop to a square (domrand.frames)
-            from domrand.frames import fit_frames
-
             arr = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else frames
             arr = fit_frames(np.ascontiguousarray(arr.transpose(0, 2, 3, 1) if channels_first else arr), R, self.fit)
             return torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -463,8 +462,6 @@ class StyleRandomizer:
         h, w = size
         R = self.resolution
         if h != w and self.fit != "stretch":  # undo the pad/crop of _to_model (crop: the margins replicate the centre's edge)
-            from domrand.frames import unfit_frames
-
             out = unfit_frames(y.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy(), (h, w), self.fit)
             out = np.ascontiguousarray(out.transpose(0, 3, 1, 2) if channels_first else out)
             return torch.from_numpy(out).to(like.device) if isinstance(like, torch.Tensor) else out
@@ -525,8 +522,6 @@ class StyleRandomizer:
     def _check_distribution(self, x: torch.Tensor, ws: torch.Tensor, feats: dict[int, torch.Tensor] | None) -> None:
         """Once, on the first frames: reconstruct them (E's ws, const noise) and warn when their PSNR
         is ``ood_margin_db`` below the figure the bundle records for its own frames."""
-        from domrand.metrics import psnr
-
         n = min(len(x), 8)
         noise = self.G.synthesis.sample_noise(1, self.device, noise_mode="const")
         rec = self.G.synthesis(ws[:n], noise=noise, features=None if feats is None else {r: f[:n] for r, f in feats.items()})

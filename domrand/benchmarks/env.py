@@ -11,6 +11,7 @@ import statistics
 import time
 from typing import Any
 
+import domrand
 from domrand.benchmarks.common import report
 
 ENVS = ("domrand/Reach-v0", "domrand/Push-v0", "domrand/Localize-v0")
@@ -31,8 +32,6 @@ def measure(
 ) -> list[float]:
     """steps/s of each timed repeat for one env and visual domain."""
     import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the envs)
 
     env = gym.make(
         env_id,

@@ -18,6 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from domrand.benchmarks.generator import bench_device
+from domrand.bundle import default_bundle_path
+from domrand.generator.train.dataset import load_images
+from domrand.metrics import psnr
+from domrand.randomizer import StyleRandomizer
+from domrand.utils import atomic_write_text
+
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -26,7 +33,6 @@ def _frames(source: str | None, batch: int, resolution: int) -> np.ndarray:
     """``[batch, R, R, 3]`` uint8: the first frames of ``source``, else seeded noise."""
     if source is None:
         return np.random.default_rng(0).integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8)
-    from domrand.generator.train.dataset import load_images
 
     images = load_images(source, resolution, progress=False, min_images=batch)  # [N, R, R, 3] uint8
     return np.ascontiguousarray(images[:batch])
@@ -47,10 +53,6 @@ def measure(
     warmup: int = 2,
 ) -> list[dict[str, Any]]:
     """One row per dtype: ``dtype, frames_per_s, ms_per_frame, psnr_vs_float32, speedup``."""
-    from domrand.bundle import default_bundle_path
-    from domrand.metrics import psnr
-    from domrand.randomizer import StyleRandomizer
-
     path = bundle if bundle is not None else default_bundle_path()
     order = ["float32"] + [d for d in dtypes if d != "float32"]
     rows: list[dict[str, Any]] = []
@@ -90,8 +92,6 @@ def measure(
 
 
 def run(args: Any) -> int:
-    from domrand.benchmarks.generator import bench_device
-
     dtypes = list(dict.fromkeys(args.dtypes))  # canonical names (cli_args.dtype_list), each once
     device = bench_device(args.device, args.threads, "wall")
     rows = measure(args.bundle, device, dtypes, args.batch, args.frames, args.repeats, args.warmup)
@@ -104,7 +104,5 @@ def run(args: Any) -> int:
         print(f"{r['dtype']:<10}{r['frames_per_s']:>10.1f}{r['ms_per_frame']:>10.2f}{r['speedup']:>9.2f}"
               f"{r['psnr_vs_float32_db']:>9.1f}{r['psnr_vs_float32_min_db']:>8.1f}")
     if args.json:
-        from domrand.utils import atomic_write_text
-
         atomic_write_text(args.json, json.dumps({"device": str(device), "batch": args.batch, "rows": rows}, indent=2))
     return 0

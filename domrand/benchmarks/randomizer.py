@@ -19,6 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from domrand import cuda
+from domrand.benchmarks.generator import bench_device
+from domrand.benchmarks.wrapper import untrained_networks
+from domrand.config import preset_names
+from domrand.generator.nn.student import StudentConfig, StudentNet
+from domrand.randomizer import StyleRandomizer
+
 
 OPS = ("torch", "cuda")
 
@@ -29,17 +36,11 @@ def _sync(device: torch.device) -> None:
 
 
 def run(args: Any) -> int:
-    from domrand.benchmarks.generator import bench_device
-    from domrand.benchmarks.wrapper import untrained_networks
-    from domrand.randomizer import StyleRandomizer
-
     device = bench_device(args.device, args.threads, args.clock)
     now = time.process_time if args.clock == "cpu" else time.perf_counter
     batches = list(args.batch)
     backends = list(args.ops)
     if "cuda" in backends:
-        from domrand import cuda
-
         if device.type != "cuda" or not cuda.available():
             raise ValueError(f"--ops cuda needs --device cuda and built kernels: {cuda.unavailable_reason() or 'device is not cuda'}")
     print(f"device={device} dtype={args.dtype} threads={torch.get_num_threads()} clock={args.clock} repeats={args.repeats} (median)")
@@ -55,9 +56,6 @@ def run(args: Any) -> int:
                 R = StyleRandomizer.from_bundle(args.bundle, device=device, seed=0, dtype=args.dtype, model=kind,
                                                 max_batch=max(batches), ood_reference=None)  # fmt: skip
             else:
-                from domrand.config import preset_names
-                from domrand.generator.nn.student import StudentConfig, StudentNet
-
                 # An inverter preset of the generator's name if one exists, else the small64 inverter
                 # (Inverter.for_generator sizes it to the generator).
                 inverter = preset if preset in preset_names("inverter") else "small64"

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from domrand.benchmarks.generator import _peak_memory_mb, _sync, bench_device
+from domrand.generator.train.dataset import load_images
+from domrand.generator.train.stylegan import resolve_config, Trainer
 
 
 def _images(data: str | None, resolution: int) -> np.ndarray:
     if data:
-        from domrand.generator.train.dataset import load_images
-
         return load_images(data, resolution, progress=False)
     return np.random.default_rng(0).integers(0, 256, (64, resolution, resolution, 3), dtype=np.uint8)
 
@@ -31,8 +31,6 @@ def _images(data: str | None, resolution: int) -> np.ndarray:
 def time_training(preset: str, batch: int, device: torch.device, steps: int, repeats: int, warmup: int,
                   data: str | None = None, clock: str = "wall") -> list[float]:
     """Images/s of each timed repeat of ``steps`` training steps (``clock="cpu"``: per CPU-second)."""
-    from domrand.generator.train.stylegan import Trainer, resolve_config
-
     cfg = resolve_config(preset, batch=batch)
     trainer = Trainer(cfg, _images(data, cfg.network.resolution), device=device, seed=0)
     now = time.process_time if clock == "cpu" else time.perf_counter

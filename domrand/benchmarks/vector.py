@@ -19,6 +19,10 @@ import time
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import domrand
+from domrand.benchmarks.wrapper import build_randomizer
+from domrand.wrappers.vector import VectorStyleRandomization
+
 
 
 class _Clock:
@@ -39,8 +43,6 @@ def _env_fn(env_id: str, image_size: int, max_steps: int) -> Callable[[], Any]:
     def thunk():
         import gymnasium as gym
 
-        import domrand  # noqa: F401  (registers the envs in a spawned worker)
-
         return gym.make(env_id, obs_mode="pixels", image_size=image_size, max_episode_steps=max_steps)
 
     return thunk
@@ -49,8 +51,6 @@ def _env_fn(env_id: str, image_size: int, max_steps: int) -> Callable[[], Any]:
 def measure(args: Any, kind: str, n: int, randomizer: Any, sync: Callable[[], None]) -> dict[str, float]:
     import gymnasium as gym
     import numpy as np
-
-    from domrand.wrappers.vector import VectorStyleRandomization
 
     fns = [_env_fn(args.env, args.image_size, args.max_steps) for _ in range(n)]
     t_start = time.perf_counter()
@@ -117,8 +117,6 @@ class _TransformProxy:
 
 def run(args: Any) -> int:
     import torch
-
-    from domrand.benchmarks.wrapper import build_randomizer
 
     torch.set_num_threads(max(1, args.threads))
     randomizer, sync = None, (lambda: None)

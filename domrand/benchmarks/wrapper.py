@@ -14,7 +14,22 @@ import statistics
 import time
 from typing import Any, Callable
 
+import domrand
 from domrand.benchmarks.common import report
+from domrand.config import load_config
+from domrand.generator.nn.inverter import Inverter
+from domrand.generator.nn.networks import Generator
+from domrand.generator.nn.student import StudentConfig, StudentNet
+from domrand.generator.train.inverter import InverterConfig
+from domrand.generator.train.stylegan_config import GeneratorConfig
+from domrand.randomizer import StyleRandomizer
+from domrand.utils import resolve_device
+from domrand.wrappers import (
+    AugmentationObservation,
+    StyleRandomizationObservation,
+    VectorAugmentation,
+    VectorStyleRandomization,
+)
 
 MODES = ("unwrapped", "style", "student", "augment")  # student: the style wrapper running the bundle's distilled student
 
@@ -22,12 +37,8 @@ MODES = ("unwrapped", "style", "student", "augment")  # student: the style wrapp
 def build_randomizer(args: Any, model: str = "teacher"):
     """A ``StyleRandomizer`` from ``--bundle`` or from untrained presets (``model="student"``: the
     bundle's student, or an untrained ``StudentNet`` of the default shape)."""
-    from domrand.randomizer import StyleRandomizer
-    from domrand.utils import resolve_device
-
     if args.bundle:
         return StyleRandomizer.from_bundle(args.bundle, device=args.device, seed=0, dtype=args.dtype, model=model, ood_reference=None)
-    from domrand.generator.nn.student import StudentConfig, StudentNet
 
     G, E = untrained_networks(args.generator, args.inverter, resolve_device(args.device))
     S = StudentNet(StudentConfig(resolution=int(G.img_resolution), w_dim=int(G.w_dim))).to(next(G.parameters()).device)
@@ -37,13 +48,6 @@ def build_randomizer(args: Any, model: str = "teacher"):
 def untrained_networks(generator_preset: str, inverter_preset: str, device):
     """Untrained G and its E (seeded, eval mode) of the named presets: the speed of trained ones."""
     import torch
-
-    from domrand.config import load_config
-
-    from domrand.generator.train.stylegan_config import GeneratorConfig
-    from domrand.generator.nn.inverter import Inverter
-    from domrand.generator.train.inverter import InverterConfig
-    from domrand.generator.nn.networks import Generator
 
     torch.manual_seed(0)
     G = Generator(load_config(generator_preset, GeneratorConfig).network).to(device).eval()
@@ -71,9 +75,6 @@ def _timed(step: Callable[[], None], n: int, repeats: int, warmup: int, clock: s
 def measure_single(args: Any, mode: str, randomizer: Any, sync: Callable[[], None]) -> float:
     import gymnasium as gym
 
-    import domrand  # noqa: F401  (registers the envs)
-    from domrand.wrappers import AugmentationObservation, StyleRandomizationObservation
-
     env = gym.make(args.env, obs_mode="pixels", image_size=args.image_size)
     if mode in ("style", "student"):
         env = StyleRandomizationObservation(env, randomizer[mode])
@@ -94,9 +95,6 @@ def measure_single(args: Any, mode: str, randomizer: Any, sync: Callable[[], Non
 
 def measure_vector(args: Any, mode: str, randomizer: Any, sync: Callable[[], None]) -> float:
     import gymnasium as gym
-
-    import domrand  # noqa: F401
-    from domrand.wrappers import VectorAugmentation, VectorStyleRandomization
 
     venv = gym.make_vec(
         args.env, num_envs=args.num_envs, vectorization_mode="sync", obs_mode="pixels", image_size=args.image_size

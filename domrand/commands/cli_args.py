@@ -11,6 +11,10 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import domrand
+from domrand.config import load_config, parse_overrides, preset_names, replace
+from domrand.utils import parse_dtype, resolve_device
+
 
 def _number(text: str) -> float:
     try:
@@ -144,8 +148,6 @@ def choice_list(accepted: Sequence[str], what: str = "name") -> Callable[[str], 
 
 
 def _preset(kind: str, text: str) -> str:
-    from domrand.config import preset_names
-
     names = preset_names(kind)
     if text in names or (Path(text).suffix in (".yaml", ".yml") and Path(text).is_file()):
         return text
@@ -177,8 +179,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def dtype_name(text: str) -> str:
     """A compute dtype name, returned canonical: float32, bfloat16 or float16 (fp32, fp16, half, bf16 too)."""
-    from domrand.utils import parse_dtype
-
     try:
         dtype = parse_dtype(text.strip())
     except ValueError:
@@ -193,8 +193,6 @@ def dtype_list(text: str) -> list[str]:
 
 def device_name(text: str) -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, refused at once when no CUDA device is there."""
-    from domrand.utils import resolve_device
-
     try:
         resolve_device(text)
     except ValueError as exc:
@@ -205,8 +203,6 @@ def device_name(text: str) -> str:
 def env_id(text: str) -> str:
     """A registered ``domrand/...`` env id."""
     import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the envs)
 
     known = sorted(k for k in gym.registry if k.startswith("domrand/"))
     if text not in known:
@@ -243,8 +239,6 @@ def run_config(args: argparse.Namespace, cls: type, kind: str, example: str) -> 
 
     ``--config`` is required for a new run (``example`` names a preset in the message); ``--set``
     needs ``--config``."""
-    from domrand.config import load_config, parse_overrides, replace
-
     config = None
     if args.config is not None:
         config = load_config(args.config, cls, kind=kind)

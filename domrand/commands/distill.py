@@ -16,8 +16,10 @@ import argparse
 import shlex
 import sys
 
+from domrand.bundle import add_student, load_bundle
 from domrand.commands import cli_args
 from domrand.config import dump_yaml
+from domrand.generator.train.distill import distill, DistillConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from domrand.generator.train.distill import DistillConfig, distill
-
     torch.set_num_threads(args.threads)
     config = cli_args.run_config(args, DistillConfig, "distill", "default")
     if args.dry_run:
@@ -69,8 +69,6 @@ def attach_student(run: str, trainer, last: dict, out: str):
     import json
     import shutil
     from pathlib import Path
-
-    from domrand.bundle import add_student, load_bundle
 
     setup = json.loads((Path(run) / "data.json").read_text())
     src, out = Path(setup["bundle"]), Path(out)

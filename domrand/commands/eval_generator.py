@@ -34,7 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from domrand.checkpoint import CheckpointError, load_network, load_tensors
 from domrand.commands import cli_args
+from domrand.config import load_config
+from domrand.generator.nn import networks
+from domrand.generator.train import runs
+from domrand.generator.train.dataset import load_images
+from domrand.generator.train.finetune import load_init
+from domrand.generator.train.stylegan_config import GeneratorConfig
+from domrand.generator.visualize import to_uint8
+from domrand.metrics import layout_agreement, swd
+from domrand.utils import atomic_write_text, resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_dir_of(gen_path: Path) -> Path | None:
-    from domrand.generator.train import runs
-
     for d in (gen_path.parent, gen_path.parent.parent.parent):
         if (d / runs.CONFIG).is_file():
             return d
@@ -64,9 +72,6 @@ def _run_dir_of(gen_path: Path) -> Path | None:
 
 
 def _recorded_data(gen_path: Path) -> str | None:
-    from domrand.checkpoint import CheckpointError, load_tensors
-    from domrand.generator.train import runs
-
     candidates = [gen_path.parent / "train_state.safetensors"]
     run_dir = _run_dir_of(gen_path)
     if run_dir is not None:
@@ -133,9 +138,6 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
 
 def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, device) -> int:
     """``--align OTHER``: layout agreement of G and OTHER (JSON on stdout, kind "align")."""
-    from domrand.generator.train.finetune import load_init
-    from domrand.metrics import layout_agreement
-
     if args.inception:
         raise ValueError("--align measures layout agreement only; run FID (--inception) separately")
     other = load_init(args.align)
@@ -162,16 +164,6 @@ def _align(args: argparse.Namespace, G, gen_path: Path, run_dir: Path | None, de
 
 
 def main(args: argparse.Namespace) -> int:
-    from domrand.checkpoint import load_network
-    from domrand.config import load_config
-    from domrand.generator.train.stylegan_config import GeneratorConfig
-    from domrand.generator.nn import networks
-    from domrand.generator.train import runs  # noqa: F401  (networks: Generator registers with checkpoint)
-    from domrand.generator.train.dataset import load_images
-    from domrand.generator.visualize import to_uint8
-    from domrand.metrics import swd
-    from domrand.utils import resolve_device
-
     device = resolve_device(args.device)
     gen_path = runs.resolve_run_file(args.run, "generator", best=args.best)
     G = load_network(gen_path, "Generator", device=device)
@@ -232,9 +224,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _emit(result: dict, json_path: str | None, run_dir: Path | None) -> None:
     """Print ``result`` as one JSON line; also write it to ``json_path`` and append it to the run's metrics."""
-    from domrand.generator.train import runs
-    from domrand.utils import atomic_write_text
-
     text = json.dumps(result)
     print(text)
     if json_path:

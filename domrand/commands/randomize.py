@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from domrand.bundle import default_bundle_path
 from domrand.commands import cli_args
+from domrand.randomizer import StyleRandomizer
 from domrand.randomizer_options import MODELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -66,9 +68,6 @@ def _outputs(files: list[Path], root: Path, out: Path, n: int) -> list[list[Path
 
 
 def main(args: argparse.Namespace) -> int:
-    from domrand.bundle import default_bundle_path
-    from domrand.randomizer import StyleRandomizer
-
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     import torch

@@ -37,8 +37,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from domrand import distributed
+from domrand.checkpoint import load_tensors
 from domrand.commands import cli_args
-from domrand.config import parse_overrides
+from domrand.config import dump_yaml, parse_overrides
+from domrand.generator.nn.networks import Discriminator, Generator
+from domrand.generator.train import runs, stylegan as train
+from domrand.generator.train.dataset import load_images
+from domrand.utils import resolve_device
 
 DEFAULT_PRESET = "small64"
 
@@ -109,8 +115,6 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
     """``train.train`` with the options of this command line (plus device, command, ranks)."""
-    from domrand.generator.train import stylegan as train
-
     return train.train(
         args.config if (args.config or args.resume or args.init) else DEFAULT_PRESET,
         args.data,
@@ -131,9 +135,6 @@ def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
 
 def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int:
     """One rank of a torchrun job: join the process group, train, leave the group."""
-    from domrand import distributed
-    from domrand.generator.train import runs
-
     ctx = distributed.init(args.device)
     try:
         result = _train(
@@ -160,13 +161,6 @@ def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-
-    from domrand.config import dump_yaml
-    from domrand.generator.train import runs
-    from domrand.generator.train import stylegan as train
-    from domrand.utils import resolve_device
-
-    from domrand import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,8 +190,6 @@ def main(args: argparse.Namespace) -> int:
         cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, _overrides(args))
         data = args.data
         if data is None:
-            from domrand.checkpoint import load_tensors
-
             data = load_tensors(resume_from / "train_state.safetensors")[1].get("data")
             if not data:
                 raise ValueError("--resume: the checkpoint does not record its dataset; pass --data")
@@ -209,11 +201,9 @@ def main(args: argparse.Namespace) -> int:
             config, init=args.init, overrides=_overrides(args), kimg=args.kimg, batch=args.batch, progressive=progressive,
         )  # fmt: skip
         data = args.data
-    from domrand.generator.train.dataset import load_images
 
     res = cfg.network.resolution
     images = load_images(data, res, cache_dir=args.cache_dir, min_images=cfg.training.min_images, progress=not args.no_progress)
-    from domrand.generator.nn.networks import Discriminator, Generator
 
     g_params = sum(p.numel() for p in Generator(cfg.network).parameters())
     d_params = sum(p.numel() for p in Discriminator(cfg.network, progressive=cfg.training.progressive).parameters())

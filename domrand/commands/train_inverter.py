@@ -31,8 +31,11 @@ import os
 import shlex
 import sys
 
+from domrand import distributed
 from domrand.commands import cli_args
-from domrand.config import dump_yaml, load_config, parse_overrides, replace
+from domrand.config import dump_yaml, from_dict, load_config, parse_overrides, replace, to_dict
+from domrand.generator.train.inverter import InverterConfig, train_inverter
+from domrand.utils import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from domrand.generator.train.inverter import InverterConfig
-    from domrand.generator.train.inverter import train_inverter
-    from domrand.utils import resolve_device
-
-    from domrand import distributed
-
     if args.threads:
         torch.set_num_threads(args.threads)
     config = None
@@ -93,8 +90,6 @@ def main(args: argparse.Namespace) -> int:
             merged.update(per_class)
             sets["training.class_weights"] = merged
         if sets:
-            from domrand.config import from_dict, to_dict
-
             config = replace(config, **sets)
             config = from_dict(InverterConfig, to_dict(config), "config")  # re-check types
     elif args.set:

@@ -20,6 +20,7 @@ import sys
 
 from domrand.commands import cli_args
 from domrand.config import dump_yaml
+from domrand.generator.train.pair import PairConfig, train_pair
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import torch
-
-    from domrand.generator.train.pair import PairConfig, train_pair
 
     torch.set_num_threads(args.threads)
     config = cli_args.run_config(args, PairConfig, "pair", "small64")

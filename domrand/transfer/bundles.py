@@ -8,6 +8,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from domrand.bundle import add_student, default_bundle_path, save_bundle
+from domrand.config import load_config
+from domrand.generator.nn.inverter import Inverter
+from domrand.generator.nn.networks import Generator
+from domrand.generator.nn.student import StudentConfig, StudentNet
+from domrand.generator.train.inverter import InverterConfig
+from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.transfer.common import content_hash
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,14 +27,6 @@ BUNDLED = "bundled"  # pseudo bundle path: the model packaged with domrand (docs
 def make_untrained_bundle(out: str | os.PathLike, seed: int = 0, student: bool = False) -> Path:
     """An untrained 16x16 bundle (``tiny`` generator + ``tiny`` inverter, with ``student`` a small
     untrained distilled student too) for machinery checks."""
-    from domrand.bundle import add_student, save_bundle
-    from domrand.config import load_config
-    from domrand.generator.train.stylegan_config import GeneratorConfig
-    from domrand.generator.nn.inverter import Inverter
-    from domrand.generator.train.inverter import InverterConfig
-    from domrand.generator.nn.networks import Generator
-    from domrand.generator.nn.student import StudentConfig, StudentNet
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = Generator(load_config("tiny", GeneratorConfig).network).eval()
@@ -48,8 +47,6 @@ def resolve_bundle(cfg: "BenchmarkConfig", cache: Path) -> Path:
             make_untrained_bundle(path, student=True)
         return path
     if cfg.bundle == BUNDLED:
-        from domrand.bundle import default_bundle_path
-
         return default_bundle_path()
     path = Path(cfg.bundle).expanduser()
     if not path.exists():

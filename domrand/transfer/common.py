@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+import domrand.envs
+from domrand.envs.target_lab import split_preset as _split_preset
+from domrand.utils import atomic_path, resolve_device
+
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig
 
@@ -24,8 +28,6 @@ Log = Callable[[str], None]
 
 def split_preset(preset: str, split: str) -> str:
     """The target preset that renders ``split`` frames (``target-lab`` test frames use ``target-lab-test``)."""
-    from domrand.envs.target_lab import split_preset as _split_preset
-
     return _split_preset(preset, split)
 
 
@@ -36,8 +38,6 @@ def progress_bar(total: int, desc: str, progress: bool):
 
 
 def torch_device(name: str) -> torch.device:
-    from domrand.utils import resolve_device
-
     return resolve_device(name)
 
 
@@ -65,8 +65,6 @@ def env_source_hash() -> str:
     """Hash of the envs' source files: cached frames go stale when the envs change."""
     global _ENV_HASH
     if _ENV_HASH is None:
-        import domrand.envs
-
         h = hashlib.sha1()
         for path in sorted(Path(domrand.envs.__file__).parent.glob("*.py")):
             h.update(path.name.encode())
@@ -77,8 +75,6 @@ def env_source_hash() -> str:
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write a cache entry atomically (a crash never leaves a half-written file under ``path``)."""
-    from domrand.utils import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

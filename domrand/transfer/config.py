@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from domrand.config import ConfigError, from_dict, load_config, to_dict
+from domrand.envs.domains import resolve_target
 from domrand.transfer.conditions import condition_names, get_condition
+from domrand.transfer.frames import augment_options
+from domrand.wrappers.augment import ImageAugmenter, KINDS
 
 CONDITIONS = condition_names()  # the registered conditions (domrand/transfer/conditions/), in table order
 DEFAULT_CONDITIONS = tuple(c for c in CONDITIONS if get_condition(c).role != "variant")  # variants only on request
@@ -139,7 +142,6 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
         raise ConfigError("target_presets: name at least one target domain (e.g. target-a)")
     if len(set(cfg.target_presets)) != len(cfg.target_presets) or "sim" in cfg.target_presets:
         raise ConfigError(f"target_presets: each preset once, and not 'sim'; got {list(cfg.target_presets)}")
-    from domrand.envs.domains import resolve_target
 
     for preset in cfg.target_presets:
         try:
@@ -187,11 +189,8 @@ def validate(cfg: BenchmarkConfig) -> BenchmarkConfig:
         raise ConfigError("control.envs: name at least one env id (e.g. domrand/Reach-v0)")
     if "control" in cfg.tasks and cfg.image_size < 36:
         raise ConfigError(f"control: PPO's CnnPolicy (NatureCNN) needs image_size >= 36, got {cfg.image_size}")
-    from domrand.wrappers.augment import KINDS
 
     check_names("augmentation kind", cfg.augment.kinds, KINDS)
-    from domrand.transfer.frames import augment_options
-    from domrand.wrappers.augment import ImageAugmenter
 
     try:
         ImageAugmenter(kinds=cfg.augment.kinds, **augment_options(cfg))

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 
+import domrand
 from domrand.transfer.common import Log, mean_rows, progress_bar, run_episode, split_preset, summarize, torch_device
 from domrand.transfer.conditions import FrameContext, get_condition
 from domrand.utils import derive_seed
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 def make_control_env(cfg: "BenchmarkConfig", env_id: str, domain: str, preset: str | None):
     """One pixel env rendering ``domain`` (sim, randomized or target with ``preset``)."""
     import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the envs)
 
     kwargs: dict[str, Any] = dict(obs_mode="pixels", visual_domain=domain, image_size=cfg.image_size, renderer=cfg.renderer)
     if preset is not None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import domrand
+from domrand.randomizer import StyleRandomizer
 from domrand.transfer.bundles import bundle_fingerprint
 from domrand.transfer.common import (
     FRAMES_VERSION,
@@ -25,6 +27,7 @@ from domrand.transfer.common import (
     state_seeds,
 )
 from domrand.utils import derive_seed
+from domrand.wrappers.augment import ImageAugmenter
 
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig
@@ -32,8 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def make_frame_env(cfg: "BenchmarkConfig", env_id: str):
     import gymnasium as gym
-
-    import domrand  # noqa: F401  (registers the envs)
 
     env = gym.make(
         env_id,
@@ -129,8 +130,6 @@ def augment_views(cfg: "BenchmarkConfig", frames: np.ndarray, views: int, salt: 
 
     ``salt`` picks another parameter stream (the in-domain test frames use 1, training frames 0).
     """
-    from domrand.wrappers.augment import ImageAugmenter
-
     aug = ImageAugmenter(kinds=cfg.augment.kinds, **augment_options(cfg))
     n = frames.shape[0]
     out = np.zeros((views, *frames.shape), np.uint8)
@@ -183,7 +182,6 @@ def stylegan_views(
     data = load_npz(path)
     if data is not None:
         return data["frames"]
-    from domrand.randomizer import StyleRandomizer
 
     rand = StyleRandomizer.from_bundle(bundle, device=cfg.device, model=model, **style_options(cfg, model))
     n = frames.shape[0]

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import domrand
+from domrand.envs.experts import expert_action
 from domrand.transfer.common import (
     FRAMES_VERSION,
     Log,
@@ -61,8 +63,6 @@ def proprioception(state: np.ndarray) -> np.ndarray:
 def _make_env(cfg: "BenchmarkConfig", env_id: str, domain: str, preset: str | None):
     import gymnasium as gym
 
-    import domrand  # noqa: F401  (registers the envs)
-
     kwargs: dict[str, Any] = dict(
         obs_mode="pixels+state", visual_domain=domain, image_size=cfg.image_size, renderer=cfg.renderer,
         max_episode_steps=cfg.imitation.max_episode_steps,
@@ -89,7 +89,6 @@ def collect_demonstrations(
     data = load_npz(path)
     if data is not None:
         return data
-    from domrand.envs.experts import expert_action
 
     env = _make_env(cfg, env_id, "sim", None)
     base = env.unwrapped
@@ -282,8 +281,6 @@ def run_imitation(ctx: FrameContext, env_id: str, log: Log = print) -> dict[str,
 def evaluate_expert(cfg: "BenchmarkConfig", env_id: str, episodes: int) -> float:
     """The scripted expert's success rate on the evaluation episodes (the ceiling; it reads the
     simulator state, so the visual domain does not matter)."""
-    from domrand.envs.experts import expert_action
-
     env = _make_env(cfg, env_id, "sim", None)
     try:
         wins = sum(run_episode(env, seed, lambda obs: expert_action(env.unwrapped))[0] for seed in state_seeds(cfg, "test", episodes))

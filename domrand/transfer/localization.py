@@ -41,6 +41,8 @@ IN_DOMAIN_ABOUT = (
     "randomizer with unseen parameters; oracle: its own preset, mean over presets): does it fit its own frames?"
 )
 from domrand.utils import derive_seed
+from domrand.envs.localize import denormalize_xy, normalize_xy
+from domrand.metrics import swd
 ERROR_KEYS = ("error_cm", "median_cm", "within")
 
 
@@ -95,8 +97,6 @@ def train_localizer(
     device: torch.device,
 ) -> Localizer:
     """Train the CNN for ``epochs`` passes over the N states (one random view per state per pass)."""
-    from domrand.envs.localize import normalize_xy
-
     lc = cfg.localization
     gen = torch.Generator().manual_seed(derive_seed(seed, 11))
     with torch.random.fork_rng(devices=[]):
@@ -143,8 +143,6 @@ def fit_on_views(
 @torch.no_grad()
 def predict_xy(model: Localizer, frames: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
     """Predicted table xy (m) for uint8 frames ``[N, H, W, 3]``."""
-    from domrand.envs.localize import denormalize_xy
-
     out = []
     t = torch.from_numpy(np.ascontiguousarray(frames))
     for j in range(0, t.shape[0], batch):
@@ -170,8 +168,6 @@ def swd_table(
     n: int,
 ) -> dict[str, dict[str, float]]:
     """SWD (mean over pyramid levels, x1e3) between each condition's training frames and each test domain."""
-    from domrand.metrics import swd
-
     out: dict[str, dict[str, float]] = {}
     for cond, sets in train_sets.items():
         out[cond] = {}

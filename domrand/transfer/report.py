@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from domrand.config import dump_yaml
 from domrand.transfer.conditions import get_condition
 from domrand.utils import atomic_write_text
 
@@ -200,8 +201,6 @@ def write_report(results: dict[str, Any], out: str | Path, cfg: Any = None) -> d
     """Write results.json, table.txt, results.png (and config.yaml when ``cfg`` is given) into ``out``.
 
     Without matplotlib the plot is skipped with a note; everything else is written."""
-    from domrand.config import dump_yaml
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {

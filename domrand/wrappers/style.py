@@ -19,6 +19,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from domrand.bundle import default_bundle_path
+from domrand.randomizer import StyleRandomizer
+
 _STYLE_SALT = 0x5EED_57E1  # decorrelates style seeds from the env's own use of the same seed
 
 ACCEPTED = "a uint8 Box of shape (H, W, 3) or (3, H, W), or a Dict holding one under pixel_key"
@@ -234,8 +237,6 @@ def make_randomizer(randomizer_or_bundle: Any, device: str = "auto", threads: in
     """A ``StyleRandomizer`` from an instance (returned as is), a bundle path, or None (packaged bundle).
 
     ``threads`` sets torch's CPU threads first (see ``set_threads``)."""
-    from domrand.randomizer import StyleRandomizer
-
     set_threads(threads)
 
     if isinstance(randomizer_or_bundle, StyleRandomizer):
@@ -246,8 +247,6 @@ def make_randomizer(randomizer_or_bundle: Any, device: str = "auto", threads: in
             )
         return randomizer_or_bundle
     if randomizer_or_bundle is None:
-        from domrand.bundle import default_bundle_path
-
         randomizer_or_bundle = default_bundle_path()
     if isinstance(randomizer_or_bundle, (str, os.PathLike)):
         return StyleRandomizer.from_bundle(randomizer_or_bundle, device=device, **options)

@@ -50,6 +50,7 @@ from torch.nn import functional as F
 from domrand import checkpoint
 from domrand.config import from_dict, to_dict
 from domrand.generator.nn.layers import Conv2dLayer, FullyConnectedLayer, block_resolutions, channels_at
+from domrand.metrics import ms_ssim
 from domrand.utils import assert_shape
 
 __all__ = [
@@ -444,7 +445,6 @@ class Inverter(nn.Module):
             out = self(images)
         if steps <= 0:
             return out
-        from domrand.metrics import ms_ssim  # local: metrics is a leaf module
 
         images = images.to(torch.float32)
         scale = float(self.w_std)

@@ -31,10 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from domrand import checkpoint
+from domrand.bundle import load_bundle
 from domrand.config import dump_yaml, from_dict
-from domrand.generator.train import runs
 from domrand.generator.nn.student import StudentConfig, StudentNet
+from domrand.generator.train import runs
+from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
 from domrand.generator.train.loop import run_training, start_or_resume
+from domrand.metrics import psnr
+from domrand.randomizer import StyleRandomizer
 from domrand.utils import atomic_path, derive_seed
 
 CHECKPOINT_FILES = ("student.safetensors", "train_state.safetensors")
@@ -162,8 +166,6 @@ def student_styles(randomizer: Any, ids: list[int]) -> torch.Tensor:
 
 def teacher(bundle: Any, device: torch.device):
     """The bundle's randomizer as the teacher: constant fine noise, mix 1, float32."""
-    from domrand.randomizer import StyleRandomizer
-
     return StyleRandomizer.from_bundle(bundle, device=device, noise="const", mix=1.0, dtype="float32", model="teacher",
                                        ood_reference=None)  # fmt: skip
 
@@ -269,8 +271,6 @@ class DistillTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """PSNR (dB) of the student's uint8 frames against the teacher's on the held-out frames and styles."""
-        from domrand.metrics import psnr
-
         p = self.hold_pairs
         x = to_float(self.hold_frames[p["frame"]], self.device)
         pred = self.student.eval()(x, torch.from_numpy(p["style"]).to(self.device))
@@ -357,9 +357,6 @@ def distill(
 ) -> tuple[DistillTrainer, dict[str, Any]]:
     """Train (or resume) a distillation run in ``out``; returns the trainer and its last metrics."""
     import yaml
-
-    from domrand.bundle import load_bundle
-    from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
 
     out = Path(out)
     setup_file = out / "data.json"

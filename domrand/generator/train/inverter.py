@@ -70,8 +70,10 @@ from torch import nn
 from domrand import checkpoint
 from domrand import distributed as dist_utils
 from domrand.config import dump_yaml, from_dict
-from domrand.generator.train import runs
 from domrand.generator.nn.inverter import Inverter, InverterNetworkConfig, compose_styles, layout_noise, render
+from domrand.generator.nn.networks import mix_styles, random_crossover
+from domrand.generator.train import runs
+from domrand.generator.train.dataset import ImageSampler, load_images, load_masks, masks_beside, read_class_ids
 from domrand.generator.train.inverter_losses import (
     STRUCTURE_LOSSES,
     DiscriminatorFeatureLoss,
@@ -84,7 +86,8 @@ from domrand.generator.train.inverter_losses import (
     norm_penalty,
     weighted_recon_loss,
 )
-from domrand.generator.nn.networks import mix_styles, random_crossover
+from domrand.generator.visualize import grid_upscale, image_grid, save_png
+from domrand.metrics import psnr, ssim
 from domrand.utils import atomic_write_text, derive_seed
 
 E_FILE = runs.E_FILE
@@ -195,8 +198,6 @@ class InverterTrainer:
         sim_masks: np.ndarray | None = None,  # uint8 [N, R, R] class ids, one per sim frame (object-aware loss)
         class_ids: dict[str, int] | None = None,  # class name -> id of sim_masks (None: export-frames' ids)
     ):
-        from domrand.generator.train.dataset import ImageSampler
-
         self.rank, self.world_size, self.reduce = int(rank), int(world_size), reduce
         if self.world_size > 1 and reduce is None:
             raise ValueError(f"world_size={world_size} needs reduce (an all-reduce sum over ranks)")
@@ -376,8 +377,6 @@ class InverterTrainer:
         With several ranks this is a collective: rank r scores images ``r::world_size`` of each
         set and the per-image sums are reduced, so every rank returns the means over all images.
         """
-        from domrand.metrics import psnr, ssim
-
         self.E.eval()
         rng = torch.Generator().manual_seed(123_456)
         x, _, _ = self.generator_samples(self.tc.eval_images, rng)  # every rank draws all, keeps its share
@@ -424,8 +423,6 @@ class InverterTrainer:
     @torch.no_grad()
     def recon_grid(self, rows: int = 6) -> np.ndarray:
         """uint8 grid; each row: input | reconstruction | three randomizations."""
-        from domrand.generator.visualize import image_grid
-
         self.E.eval()
         rng = torch.Generator().manual_seed(7)
         parts = []
@@ -514,8 +511,6 @@ class InverterTrainer:
     def run(self, kimg: float | None = None, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
         """Train until ``kimg`` thousand images (default the config's) or ``max_seconds``."""
         from tqdm import tqdm
-
-        from domrand.generator.visualize import grid_upscale, save_png
 
         tc = self.tc
         main = self.rank == 0
@@ -689,8 +684,6 @@ def train_inverter(
     With several ranks every rank calls this (a collective); a failure of any rank in the set-up
     (checks, data, networks) stops every rank with an error instead of leaving them waiting.
     """
-    from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
-
     main = rank == 0
 
     def stage(fn):  # run fn on every rank; raise everywhere when it failed anywhere

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from domrand.metrics import ms_ssim
 from domrand.utils import assert_shape
 
 __all__ = [
@@ -68,8 +69,6 @@ def image_loss(
     if l1:
         loss = loss + l1 * d.abs().mean(1)
     if msssim:
-        from domrand.metrics import ms_ssim
-
         loss = loss + msssim * (1 - ms_ssim(x, y))
     return loss
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from domrand.generator.train import runs
+from domrand.generator.visualize import grid_upscale, save_png
 from domrand.utils import atomic_write_text
 
 METRICS = "metrics.jsonl"  # one JSON record per line: kind train | eval
@@ -71,8 +72,6 @@ def run_training(
     ``metrics_kimg``: an eval record; every ``snapshot_kimg`` and at the end: a checkpoint and
     ``samples_<kimg>.png``. Without ``progress`` each record is also a line on stderr."""
     from tqdm import tqdm
-
-    from domrand.generator.visualize import grid_upscale, save_png
 
     tc = trainer.tc
     snap_every = max(int(round(tc.snapshot_kimg * 1000)), 1)

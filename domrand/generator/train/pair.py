@@ -57,12 +57,15 @@ import torch
 from torch import nn
 
 from domrand import checkpoint
+from domrand.bundle import load_bundle
 from domrand.config import dump_yaml, from_dict, replace, to_dict
+from domrand.envs.look_spread import frame_mean_colour_spread
+from domrand.generator.nn.inverter import Inverter, InverterNetworkConfig, layout_noise
+from domrand.generator.nn.networks import Discriminator, Generator
 from domrand.generator.nn.networks import NetworkConfig
 from domrand.generator.train import runs
 from domrand.generator.train.augment import AdaController, AugmentPipe
-from domrand.generator.train.dataset import ImageSampler
-from domrand.generator.nn.inverter import Inverter, InverterNetworkConfig, layout_noise
+from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids, ImageSampler
 from domrand.generator.train.inverter_losses import (
     DEFAULT_CLASS_IDS,
     class_squared_errors,
@@ -71,11 +74,10 @@ from domrand.generator.train.inverter_losses import (
     image_loss,
     weighted_recon_loss,
 )
-from domrand.generator.train.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from domrand.generator.nn.networks import Discriminator, Generator
 from domrand.generator.train.loop import run_training, start_or_resume
-from domrand.generator.visualize import to_uint8
-from domrand.metrics import to_float_images
+from domrand.generator.train.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from domrand.generator.visualize import image_grid, to_uint8
+from domrand.metrics import psnr, swd, to_float_images
 
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "E.safetensors", "E_ema.safetensors",
                     "D.safetensors", "train_state.safetensors")  # fmt: skip
@@ -321,9 +323,6 @@ class PairTrainer:
     def evaluate(self) -> dict[str, float]:
         """Held-out sim PSNR (and object PSNR with masks) of the EMA pair; SWD of randomized held-out
         sim frames to held-out target photos; frame-mean colour spread across 8 styles per frame."""
-        from domrand.envs.look_spread import frame_mean_colour_spread
-        from domrand.metrics import psnr, swd
-
         state = self.rng.get_state()  # metrics must not change the training stream
         self.rng.manual_seed(99_991)
         x = to_float_images(self.sim_eval)
@@ -344,8 +343,6 @@ class PairTrainer:
     @torch.no_grad()
     def sample_sheet(self, rows: int = 6) -> np.ndarray:
         """uint8 grid; each row: sim frame | reconstruction | 4 randomizations (fixed seeds)."""
-        from domrand.generator.visualize import image_grid
-
         state = self.rng.get_state()
         self.rng.manual_seed(7)
         x = to_float_images(self.sim_eval[:rows])
@@ -462,8 +459,6 @@ def train_pair(
     """
     import yaml
 
-    from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
-
     out = Path(out)
     setup_file = out / "data.json"
     if resume:
@@ -491,8 +486,6 @@ def train_pair(
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     start = None
     if init is not None and not resume:
-        from domrand.bundle import load_bundle
-
         b = load_bundle(init, device="cpu")
         start = (b.G, b.E)
         config = replace(config, network=b.G.config,

@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from domrand.checkpoint import CheckpointError, read_network_info
+from domrand.checkpoint import load_tensors, read_network_info, CheckpointError
+from domrand.utils import atomic_write_text
 
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors", "train_state.safetensors")
@@ -237,8 +238,6 @@ def write_checkpoint_dir(
 
 def verify_checkpoint(ckpt_dir: str | os.PathLike, required: Sequence[str] = CHECKPOINT_FILES) -> str | None:
     """None when every file in ``required`` is present and passes its checksum, else the reason."""
-    from domrand.checkpoint import load_tensors
-
     d = Path(ckpt_dir)
     for name in required:
         if not (d / name).is_file():
@@ -290,8 +289,6 @@ def trim_metrics(path: str | os.PathLike, step: int) -> int:
     step does not write again) and drop unreadable lines (a write cut by a kill). Returns how many
     lines were dropped."""
     import json
-
-    from domrand.utils import atomic_write_text
 
     p = Path(path)
     if not p.is_file():

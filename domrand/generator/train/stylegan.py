@@ -48,14 +48,12 @@ import torch.nn.functional as F
 from domrand import checkpoint as ckpt
 from domrand import distributed as dist_utils
 from domrand.config import dump_yaml, from_dict, load_config, replace, to_dict
-from domrand.generator.train.stylegan_config import GeneratorConfig
-from domrand.generator.train import runs
-from domrand.generator.train.stylegan_state import (
-    load_trainer_checkpoint,
-    load_trainer_state,
-    save_trainer_checkpoint,
-    trainer_state,
-)
+from domrand.generator.nn.layers import block_resolutions
+from domrand.generator.nn.networks import Discriminator, Generator
+from domrand.generator.train import finetune, runs
+from domrand.generator.train.augment import AdaController, AugmentPipe
+from domrand.generator.train.dataset import ImageSampler, load_images
+from domrand.generator.train.finetune import ARCH_FIELDS, frozen_reference, load_discriminator, load_init
 from domrand.generator.train.losses import (
     PathLengthRegularizer,
     auto_r1_gamma,
@@ -67,8 +65,22 @@ from domrand.generator.train.losses import (
     path_length_lengths,
     r1_penalty,
 )
-from domrand.generator.nn.layers import block_resolutions
-from domrand.generator.nn.networks import Discriminator, Generator
+from domrand.generator.train.stylegan_config import GeneratorConfig
+from domrand.generator.train.stylegan_state import (
+    load_trainer_checkpoint,
+    load_trainer_state,
+    save_trainer_checkpoint,
+    trainer_state,
+)
+from domrand.generator.visualize import (
+    grid_upscale,
+    image_grid,
+    plot_swd_curve,
+    read_swd_records,
+    sample_sheet,
+    save_png,
+)
+from domrand.metrics import swd
 from domrand.utils import atomic_write_text, derive_seed, resolve_device
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
@@ -204,8 +216,6 @@ class Trainer:
         world_size: int = 1,  # number of processes
         reduce: Reduce | None = None,  # all-reduce sum over ranks (None: single process)
     ):
-        from domrand.generator.train.dataset import ImageSampler
-
         t0 = cfg.training
         if t0.r1_gamma is None or t0.mapping_lr_mult is None or t0.freeze_d is None:
             cfg = resolve_config(cfg, world_size=world_size)
@@ -261,8 +271,6 @@ class Trainer:
         self.augment = None
         self.ada = None
         if self.t.ada:
-            from domrand.generator.train.augment import AdaController, AugmentPipe
-
             self.augment = AugmentPipe(0.0).to(self.device)
             self.ada = AdaController(
                 target=self.t.ada_target, interval=self.t.ada_interval, speed_kimg=self.t.ada_kimg, batch=self.batch
@@ -296,12 +304,9 @@ class Trainer:
     def set_init_reference(self, G_start: Generator) -> None:
         """Keep a frozen copy of the start generator (on this device): the reference of the
         coarse-feature term ``training.init_feature_weight``."""
-        from domrand.generator.train.finetune import frozen_reference
-
         if to_dict(G_start.config) != to_dict(self.G.config):
             mine, theirs = to_dict(self.G.config), to_dict(G_start.config)
             diff = [k for k in mine if mine[k] != theirs.get(k)]
-            from domrand.generator.train.finetune import ARCH_FIELDS
 
             if any(k in ARCH_FIELDS for k in diff):
                 raise ValueError(f"the start generator's network differs from this run's in {diff}")
@@ -313,8 +318,6 @@ class Trainer:
         G_ema <- the start's G_ema; G <- the start's G_ema (``training.init_from_ema``) or its raw G
         when it has one; D <- the start's D when it has one (else D keeps its fresh init). The
         optimizers keep the same parameter objects (weights are copied in place)."""
-        from domrand.generator.train.finetune import load_discriminator
-
         if self.step or self.nimg:
             raise RuntimeError("start_from: the trainer has already taken steps")
         G_src = src.G if src.G is not None and not self.t.init_from_ema else src.G_ema
@@ -540,16 +543,12 @@ class Trainer:
 
     def evaluate_swd(self, reals: np.ndarray | None = None, fakes: torch.Tensor | None = None) -> dict[str, float]:
         """SWD of ``swd_images`` G_ema images against ``reals``; ``fakes`` if already rendered."""
-        from domrand.metrics import swd
-
         reals = self.swd_reals() if reals is None else reals
         fakes = self.generate_ema(self.t.swd_images) if fakes is None else fakes
         return swd(fakes, reals, seed=0)
 
     @torch.no_grad()
     def sample_sheet(self) -> np.ndarray:
-        from domrand.generator.visualize import sample_sheet
-
         res, alpha = self.schedule()
         return sample_sheet(self.G_ema, self.grid_z, GRID_COLS, psi=0.5, active_resolution=res, alpha=alpha)
 
@@ -633,7 +632,6 @@ def _load_data(data: str | Path | np.ndarray, resolution: int, min_images: int, 
         if len(data) < min_images:
             raise ValueError(f"found {len(data)} image(s) in the given array, need at least {min_images}")
         return data
-    from domrand.generator.train.dataset import load_images
 
     return load_images(data, resolution, cache_dir=cache_dir, min_images=min_images, progress=progress)
 
@@ -694,7 +692,6 @@ def fresh_config(
         if base is None:
             raise ValueError("a config (preset name or YAML path) is required")
         return resolve_config(base, kimg=kimg, batch=batch, progressive=progressive, world_size=world_size, overrides=sets), None
-    from domrand.generator.train import finetune
 
     src = finetune.load_init(init_path, log=log)
     if base is None:
@@ -861,8 +858,6 @@ def train(
             if cfg.training.kimg != load_config(out_path / runs.CONFIG, GeneratorConfig).training.kimg:
                 atomic_write_text(out_path / runs.CONFIG, dump_yaml(cfg))
         if not (out_path / runs.REALS).is_file():
-            from domrand.generator.visualize import grid_upscale, image_grid, save_png
-
             n = min(len(images), GRID_ROWS * GRID_COLS)
             save_png(out_path / runs.REALS, image_grid(images[:n], GRID_COLS), upscale=grid_upscale(cfg.network.resolution))
 
@@ -886,7 +881,6 @@ def train(
         logger.write({"kind": "swd", "kimg": trainer.kimg, "step": trainer.step, "swd": scores, "swd_mean": mean}, trainer.step)
         if not writes:
             return
-        from domrand.generator.visualize import grid_upscale, plot_swd_curve, read_swd_records, save_png
 
         save_png(out_path / runs.samples_name(trainer.kimg), trainer.sample_sheet(), upscale=grid_upscale(cfg.network.resolution))
         plot_swd_curve(out_path / runs.SWD_PLOT, read_swd_records(out_path / runs.METRICS), title=f"{out_path.name}: SWD")
@@ -965,8 +959,6 @@ def _stored_init_generator(run_dir: Path, cfg: GeneratorConfig) -> Generator:
         G = ckpt.load_network(path, "Generator")
         where = str(path)
     elif cfg.training.init:
-        from domrand.generator.train.finetune import load_init
-
         G, where = load_init(cfg.training.init).G_ema, cfg.training.init
     else:
         raise ValueError(f"--resume: {run_dir} has init_feature_weight > 0 but neither {runs.G_INIT} nor training.init")

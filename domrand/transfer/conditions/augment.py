@@ -10,6 +10,8 @@ from domrand.transfer.conditions import register
 from domrand.transfer.conditions.base import Condition, FrameContext
 from domrand.transfer.frames import augment_options, augment_views
 from domrand.utils import derive_seed
+from domrand.wrappers import AugmentationObservation
+from domrand.wrappers.augment import ImageAugmenter
 
 
 @register
@@ -27,11 +29,7 @@ class ImageAugmentation(Condition):
         return augment_views(ctx.cfg, sim_test, 1, salt=1)[0]
 
     def control_transform(self, ctx: FrameContext, seed: int) -> Any:
-        from domrand.wrappers.augment import ImageAugmenter
-
         return ImageAugmenter(kinds=ctx.cfg.augment.kinds, seed=derive_seed(seed, 53), **augment_options(ctx.cfg))
 
     def wrap_control_env(self, env: Any, transform: Any) -> Any:
-        from domrand.wrappers import AugmentationObservation
-
         return AugmentationObservation(env, augmenter=transform, resample="episode")

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from domrand.randomizer import StyleRandomizer
+from domrand.transfer.frames import style_options
+
 if TYPE_CHECKING:  # pragma: no cover
     from domrand.transfer.config import BenchmarkConfig
 
@@ -30,9 +33,6 @@ class FrameContext:
             raise ValueError("the stylegan conditions need a bundle (config 'bundle:' or --bundle)")
         name = "randomizer" if model == "teacher" else f"randomizer-{model}"
         if name not in self.shared:
-            from domrand.randomizer import StyleRandomizer
-            from domrand.transfer.frames import style_options
-
             self.shared[name] = StyleRandomizer.from_bundle(self.bundle, device=self.cfg.device, model=model, **style_options(self.cfg, model))
         return self.shared[name]
 

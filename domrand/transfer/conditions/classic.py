@@ -7,6 +7,7 @@ import numpy as np
 
 from domrand.transfer.conditions import register
 from domrand.transfer.conditions.base import Condition, FrameContext
+from domrand.transfer.frames import render_frames
 
 
 @register
@@ -25,7 +26,5 @@ class ClassicRandomization(Condition):
         return {"": sources["randomized"]}
 
     def in_domain_test(self, ctx: FrameContext, sim_test: np.ndarray, key: str) -> np.ndarray:
-        from domrand.transfer.frames import render_frames
-
         n = sim_test.shape[0]
         return render_frames(ctx.cfg, "test", n, ["randomized"], ctx.cache, ctx.progress, views=1)["randomized"][0]

@@ -10,6 +10,7 @@ import numpy as np
 from domrand.transfer.conditions import register
 from domrand.transfer.conditions.base import Condition, FrameContext
 from domrand.transfer.frames import stylegan_views
+from domrand.wrappers import StyleRandomizationObservation
 
 
 @register
@@ -34,8 +35,6 @@ class StyleGANStudent(Condition):
         return ctx.randomizer("student")
 
     def wrap_control_env(self, env: Any, transform: Any) -> Any:
-        from domrand.wrappers import StyleRandomizationObservation
-
         return StyleRandomizationObservation(env, transform, resample="episode")
 
     @staticmethod
