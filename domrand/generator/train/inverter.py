@@ -57,7 +57,6 @@ import hashlib
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +72,13 @@ from domrand.config import dump_yaml, from_dict
 from domrand.generator.nn.inverter import Inverter, InverterNetworkConfig, compose_styles, layout_noise, render
 from domrand.generator.nn.networks import mix_styles, random_crossover
 from domrand.generator.train import runs
+from domrand.generator.train.inverter_state import (
+    INIT_LOCK,
+    STATE_FILE,
+    inverter_state,
+    load_inverter_state,
+    save_inverter_checkpoint,
+)
 from domrand.generator.train.dataset import ImageSampler, load_images, load_masks, masks_beside, read_class_ids
 from domrand.generator.train.inverter_losses import (
     STRUCTURE_LOSSES,
@@ -91,13 +97,11 @@ from domrand.metrics import psnr, ssim
 from domrand.utils import atomic_write_text, derive_seed
 
 E_FILE = runs.E_FILE
-STATE_FILE = "train_state.safetensors"
 CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
 METRICS = "metrics.jsonl"
 INVERTER_CHECKPOINT_FILES = runs.INVERTER_CHECKPOINT_FILES
-_INIT_LOCK = threading.Lock()  # ranks that are threads of one process (tests) share torch's global RNG
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,7 @@ class InverterTrainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.generator_source = generator_source
         if E is None:
-            with _INIT_LOCK, torch.random.fork_rng(devices=[]):  # initialization depends on the seed only
+            with INIT_LOCK, torch.random.fork_rng(devices=[]):  # initialization depends on the seed only
                 torch.manual_seed(int(seed))
                 E = Inverter.for_generator(self.G, config.network, seed=int(seed))
         self.E = E
@@ -449,57 +453,17 @@ class InverterTrainer:
         return self.images_seen / 1000.0
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Adam state, counters and every rank's RNG state (``rng_state`` for rank 0,
-        ``rng_state/rank<r>`` for the others). With several ranks a collective: every rank calls
-        it at the same step and the result is complete on rank 0."""
-        tensors, meta = checkpoint.optimizer_state_to_tensors(self.opt, "adam")
-        states = dist_utils.gather_by_reduce(self.rng.get_state(), self.reduce, self.rank, self.world_size)
-        for r, st in enumerate(states):
-            tensors["rng_state" if r == 0 else f"rng_state/rank{r}"] = st.to(torch.uint8).clone()
-        meta.update({"step": self.step, "images_seen": self.images_seen, "seed": self.seed, "world_size": self.world_size})
-        if getattr(self, "data_setup", None) is not None:
-            meta["data_setup"] = self.data_setup  # resolved paths + content keys, checked on resume
-        return tensors, meta
+        """Adam state, counters and every rank's RNG state (a collective with several ranks)."""
+        return inverter_state(self)
 
     def load_state(self, ckpt_dir: str | os.PathLike) -> None:
-        ckpt_dir = Path(ckpt_dir)
-        with _INIT_LOCK:  # building the network draws from torch's global RNG
-            E = checkpoint.load_network(ckpt_dir / E_FILE, "Inverter", self.device)
-        E.check_pairing(self.G)
-        self.E.load_state_dict(E.state_dict())
-        self.E.train()
-        tensors, meta = checkpoint.load_tensors(ckpt_dir / STATE_FILE)
-        checkpoint.load_optimizer_state(self.opt, tensors, meta, "adam")
-        self.step = int(meta["step"])
-        self.images_seen = int(meta["images_seen"])
-        saved_ws = int(meta.get("world_size", 1))
-        if saved_ws == self.world_size:
-            self.rng.set_state(tensors["rng_state" if self.rank == 0 else f"rng_state/rank{self.rank}"])
-            self.resumed_rng = "restored"
-        else:  # the old ranks' streams do not map onto the new ranks: a function of the run and the step
-            seed = int(meta.get("seed", self.seed))
-            self.rng.manual_seed(derive_seed(seed, self.rank, self.step, self.world_size, 1))
-            self.resumed_rng = "rederived"
-        self.saved_world_size = saved_ws
+        load_inverter_state(self, ckpt_dir)
 
     def save_checkpoint(
         self, extra: dict[str, Any] | None = None, state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     ) -> Path:
-        """Write a checkpoint (rank 0). With several ranks pass ``state`` from :meth:`state_tensors`,
-        which every rank must call at the same step."""
-        assert self.run_dir is not None
-        info = {"kimg": self.kimg, "step": self.step, "generator_source": self.generator_source}
-        info.update(extra or {})
-        tensors, meta = self.state_tensors() if state is None else state
-
-        def write(tmp: Path) -> None:
-            checkpoint.save_network(tmp / E_FILE, self.E, info)
-            checkpoint.save_tensors(tmp / STATE_FILE, tensors, meta)
-
-        d = runs.write_checkpoint_dir(self.run_dir, self.kimg, write, required=INVERTER_CHECKPOINT_FILES)
-        checkpoint.save_network(self.run_dir / E_FILE, self.E, info)
-        runs.prune_to_newest(self.run_dir, self.tc.keep_snapshots, INVERTER_CHECKPOINT_FILES)
-        return d
+        """Write a checkpoint (rank 0); with several ranks pass ``state`` from ``state_tensors``."""
+        return save_inverter_checkpoint(self, extra, state)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.run_dir is None or self.rank != 0:
@@ -694,7 +658,7 @@ def train_inverter(
 
     def setup() -> tuple:
         gen_file = runs.resolve_run_file(generator, "generator")
-        with _INIT_LOCK:  # building a network draws from torch's global RNG (ranks as threads: see E's init)
+        with INIT_LOCK:  # building a network draws from torch's global RNG (ranks as threads: see E's init)
             G = checkpoint.load_network(gen_file, "Generator", device)
         cfg = config
         cfg_path = out / CONFIG
@@ -765,7 +729,7 @@ def train_inverter(
         D = None
         d_file = find_discriminator(gen_file)
         if d_file is not None and tc.dfeat_weight:
-            with _INIT_LOCK:
+            with INIT_LOCK:
                 D = checkpoint.load_network(d_file, "Discriminator", device)
         elif tc.dfeat_weight and main:
             print(f"train-inverter: no D.safetensors found beside {gen_file}; the perceptual loss is off", file=sys.stderr)
