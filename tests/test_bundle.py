@@ -100,10 +100,12 @@ def test_mismatched_pair_is_refused(tmp_path, pair) -> None:
 
 
 def test_real_inverter_bundle(tmp_path) -> None:
-    inverter = pytest.importorskip("domrand.generator.nn.inverter", reason="the inverter module is not there yet")
+    from domrand.generator.nn.inverter import Inverter
+    from domrand.generator.train.inverter import InverterConfig
+
     G = _gen()
-    cfg = load_config("tiny", inverter.InverterConfig, kind="inverter")
-    E = inverter.Inverter.for_generator(G, cfg.network, samples=32)
+    cfg = load_config("tiny", InverterConfig, kind="inverter")
+    E = Inverter.for_generator(G, cfg.network, samples=32)
     out = bundle_mod.save_bundle(tmp_path / "real.safetensors", G, E, options={"psi": 0.8})
     r = StyleRandomizer.from_bundle(out, device="cpu", seed=0)
     assert r.keep_resolution == E.keep_resolution == 8
