@@ -41,7 +41,7 @@ from domrand import checkpoint
 from domrand.checkpoint import CheckpointError, load_network, weights_hash
 from domrand.generator.nn import networks as _networks
 from domrand.generator.nn import student as _student  # noqa: F401  (register with checkpoint)
-from domrand.generator.nn.inverter import check_pairing, recorded_generator_hash
+from domrand.generator.nn.inverter import check_pairing
 from domrand.generator.train.runs import resolve_run_file
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS
 from domrand.utils import atomic_write_text, resolve_device

@@ -13,8 +13,6 @@ NOISE_OPTIONS = ("random", "step", "const", "none")
 maps; ``none`` = no noise. Coarse noise is always G's constant maps."""
 
 
-
-
 @dataclass(frozen=True)
 class RandomizerOptions:
     """A randomizer preset (``configs/randomizer/*.yaml``): ``StyleRandomizer`` options; ``None``

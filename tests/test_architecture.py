@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import domrand
@@ -15,6 +16,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     """``{module: the domrand modules it imports}``, counting imports anywhere in the file (also inside
     functions) except under ``if TYPE_CHECKING:`` (annotations only)."""

@@ -11,7 +11,6 @@ import statistics
 import time
 from typing import Any
 
-import domrand
 from domrand.benchmarks.common import report
 
 ENVS = ("domrand/Reach-v0", "domrand/Push-v0", "domrand/Localize-v0")

@@ -19,10 +19,8 @@ import time
 from types import SimpleNamespace
 from typing import Any, Callable
 
-import domrand
 from domrand.benchmarks.wrapper import build_randomizer
 from domrand.wrappers.vector import VectorStyleRandomization
-
 
 
 class _Clock:
@@ -42,6 +40,8 @@ class _Clock:
 def _env_fn(env_id: str, image_size: int, max_steps: int) -> Callable[[], Any]:
     def thunk():
         import gymnasium as gym
+
+        import domrand  # noqa: F401  (a spawned worker registers the envs itself)
 
         return gym.make(env_id, obs_mode="pixels", image_size=image_size, max_episode_steps=max_steps)
 

@@ -14,7 +14,6 @@ import statistics
 import time
 from typing import Any, Callable
 
-import domrand
 from domrand.benchmarks.common import report
 from domrand.config import load_config
 from domrand.generator.nn.inverter import Inverter

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import domrand
 from domrand.config import load_config, parse_overrides, preset_names, replace
 from domrand.utils import parse_dtype, resolve_device
 

@@ -144,7 +144,6 @@ def _precision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=cli_args.output_file, default=None, help="also write the rows as JSON to this file")
 
 
-
 # target -> (its options, the benchmark)
 _TARGET_CODE: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {
     "generator": (_generator_arguments, generator.run),

@@ -47,7 +47,6 @@ from domrand.randomizer import StyleRandomizer
 from domrand.utils import resolve_device
 
 
-
 def _load_pair(inverter: str, generator: str | None, device) -> tuple[Any, Any, Path, dict]:
     e_file = resolve_run_file(inverter, "inverter")
     info = checkpoint.read_network_info(e_file)

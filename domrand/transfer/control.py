@@ -12,7 +12,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 
-import domrand
 from domrand.transfer.common import Log, mean_rows, progress_bar, run_episode, split_preset, summarize, torch_device
 from domrand.transfer.conditions import FrameContext, get_condition
 from domrand.utils import derive_seed

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import domrand
 from domrand.randomizer import StyleRandomizer
 from domrand.transfer.bundles import bundle_fingerprint
 from domrand.transfer.common import (

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-import domrand
 from domrand.envs.experts import expert_action
 from domrand.transfer.common import (
     FRAMES_VERSION,
