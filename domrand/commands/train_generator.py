@@ -38,15 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from domrand import distributed
-from domrand.checkpoint import load_tensors
 from domrand.commands import cli_args
-from domrand.config import dump_yaml, parse_overrides
-from domrand.generator.nn.networks import Discriminator, Generator
+from domrand.config import parse_overrides
 from domrand.generator.train import runs, stylegan as train
-from domrand.generator.train.dataset import load_images
 from domrand.utils import resolve_device
 
-DEFAULT_PRESET = "small64"
+DEFAULT_PRESET = train.DEFAULT_PRESET
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,7 +156,6 @@ def _main_distributed(args: argparse.Namespace, progressive: bool | None) -> int
 
 
 def main(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     if args.threads:
@@ -185,42 +181,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
 
     # --dry-run: resolved config + dataset summary, nothing written.
-    src = None
-    if resume_from is not None:
-        cfg = train._resume_config(out, args.config, args.kimg, args.batch, progressive, 1, _overrides(args))
-        data = args.data
-        if data is None:
-            data = load_tensors(resume_from / "train_state.safetensors")[1].get("data")
-            if not data:
-                raise ValueError("--resume: the checkpoint does not record its dataset; pass --data")
-    else:
-        if args.data is None:
-            raise ValueError("--data is required")
-        config = args.config or (None if args.init else DEFAULT_PRESET)
-        cfg, src = train.fresh_config(
-            config, init=args.init, overrides=_overrides(args), kimg=args.kimg, batch=args.batch, progressive=progressive,
-        )  # fmt: skip
-        data = args.data
-
-    res = cfg.network.resolution
-    images = load_images(data, res, cache_dir=args.cache_dir, min_images=cfg.training.min_images, progress=not args.no_progress)
-
-    g_params = sum(p.numel() for p in Generator(cfg.network).parameters())
-    d_params = sum(p.numel() for p in Discriminator(cfg.network, progressive=cfg.training.progressive).parameters())
-    steps = int(np.ceil(cfg.training.kimg * 1000 / cfg.training.batch))
-    mean = images.reshape(-1, 3).mean(0)
-    print("# resolved config")
-    print(dump_yaml(cfg), end="")
-    print("# dataset")
-    print(f"source: {Path(data).resolve()}")
-    print(f"images: {len(images)} x {res}x{res} RGB uint8 (mean RGB {mean[0]:.1f}, {mean[1]:.1f}, {mean[2]:.1f})")
-    print("# run")
-    print(f"out: {out} ({'resume from ' + str(resume_from) if resume_from else 'new run'})")
-    print(f"device: {args.device}, seed: {args.seed}")
-    if src is not None:
-        print(f"init: {src.describe()}")
-    elif cfg.training.init:
-        print(f"init: {cfg.training.init} (generator {cfg.training.init_hash}); resume continues the run's own weights")
-    print(f"steps: {steps} of batch {cfg.training.batch} ({cfg.training.kimg:g} kimg)")
-    print(f"parameters: G {g_params:,}, D {d_params:,}")
+    print(train.dry_run_summary(out, resume_from, args.config, args.data, init=args.init, overrides=_overrides(args),
+                                kimg=args.kimg, batch=args.batch, progressive=progressive, cache_dir=args.cache_dir,
+                                progress=not args.no_progress, seed=args.seed, device=args.device), end="")  # fmt: skip
     return 0

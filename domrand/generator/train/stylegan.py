@@ -87,6 +87,7 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 # Independent random streams of one rank (each a CPU torch.Generator).
 STREAMS = ("z", "mix", "noise", "data", "augment", "pl")
+DEFAULT_PRESET = "small64"  # the generator preset of a new run that names none
 GRID_ROWS, GRID_COLS = 4, 8  # fixed-latent rows of the sample sheet
 _INIT_LOCK = threading.Lock()
 # Fine-tuning defaults (training.init set; issue 16): a frozen mapping keeps W itself shared with the
@@ -975,3 +976,52 @@ def _fmt_time(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def dry_run_summary(
+    out: Path,
+    resume_from: Path | None,
+    config: str | None,
+    data: str | None,
+    *,
+    init: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    kimg: float | None = None,
+    batch: int | None = None,
+    progressive: bool | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+) -> str:
+    """What ``train`` would do, as text (``train-generator --dry-run``): the resolved config, the
+    dataset, the run folder, the start and the network sizes. Nothing is written."""
+    src = None
+    if resume_from is not None:
+        cfg = _resume_config(out, config, kimg, batch, progressive, 1, overrides)
+        if data is None:
+            data = ckpt.load_tensors(resume_from / "train_state.safetensors")[1].get("data")
+            if not data:
+                raise ValueError("--resume: the checkpoint does not record its dataset; pass --data")
+    else:
+        if data is None:
+            raise ValueError("--data is required")
+        cfg, src = fresh_config(config or (None if init else DEFAULT_PRESET), init=init, overrides=overrides, kimg=kimg,
+                                batch=batch, progressive=progressive)  # fmt: skip
+    res = cfg.network.resolution
+    images = load_images(data, res, cache_dir=cache_dir, min_images=cfg.training.min_images, progress=progress)
+    g_params = sum(p.numel() for p in Generator(cfg.network).parameters())
+    d_params = sum(p.numel() for p in Discriminator(cfg.network, progressive=cfg.training.progressive).parameters())
+    steps = int(np.ceil(cfg.training.kimg * 1000 / cfg.training.batch))
+    mean = images.reshape(-1, 3).mean(0)
+    lines = ["# resolved config", dump_yaml(cfg).rstrip("\n"), "# dataset", f"source: {Path(data).resolve()}",
+             f"images: {len(images)} x {res}x{res} RGB uint8 (mean RGB {mean[0]:.1f}, {mean[1]:.1f}, {mean[2]:.1f})",
+             "# run", f"out: {out} ({'resume from ' + str(resume_from) if resume_from else 'new run'})",
+             f"device: {device}, seed: {seed}"]  # fmt: skip
+    if src is not None:
+        lines.append(f"init: {src.describe()}")
+    elif cfg.training.init:
+        lines.append(f"init: {cfg.training.init} (generator {cfg.training.init_hash}); resume continues the run's own weights")
+    lines += [f"steps: {steps} of batch {cfg.training.batch} ({cfg.training.kimg:g} kimg)",
+              f"parameters: G {g_params:,}, D {d_params:,}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
