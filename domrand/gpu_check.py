@@ -188,7 +188,7 @@ def bench_randomizer(work: Path, dry: bool, timeout: float) -> dict[str, Any]:
 def precision(dry: bool, device: str, frames: str | None) -> dict[str, Any]:
     import torch
 
-    from domrand.benchmarks.precision import measure
+    from domrand.speed.precision import measure
 
     batch, repeats = (4, 1) if dry else (64, 5)
     rows = measure(None, torch.device(device), ["float32", "bfloat16", "float16"], batch,

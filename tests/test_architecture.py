@@ -106,7 +106,7 @@ def test_networks_never_import_training_wrappers_benchmarks_or_commands():
     low = [m for m in graph if m.startswith(("domrand.generator.nn", "domrand.cuda"))]
     assert {"domrand.generator.nn.ops", "domrand.generator.nn.networks", "domrand.generator.nn.inverter"} <= set(low)
     upper = ("domrand.generator.train", "domrand.generator.inverter_eval", "domrand.wrappers", "domrand.transfer",
-             "domrand.benchmarks", "domrand.commands", "domrand.cli", "domrand.randomizer", "domrand.bundle")  # fmt: skip
+             "domrand.speed", "domrand.commands", "domrand.cli", "domrand.randomizer", "domrand.bundle")  # fmt: skip
     for mod in low:
         bad = sorted(t for t in graph[mod] if t.startswith(upper))
         assert not bad, f"{mod} imports {bad}"
@@ -114,7 +114,7 @@ def test_networks_never_import_training_wrappers_benchmarks_or_commands():
 
 def test_training_never_imports_wrappers_benchmarks_or_commands():
     graph = import_graph()
-    upper = ("domrand.wrappers", "domrand.transfer", "domrand.benchmarks", "domrand.commands", "domrand.cli")
+    upper = ("domrand.wrappers", "domrand.transfer", "domrand.speed", "domrand.commands", "domrand.cli")
     for mod in [m for m in graph if m.startswith("domrand.generator.train")]:
         bad = sorted(t for t in graph[mod] if t.startswith(upper))
         assert not bad, f"{mod} imports {bad}"
@@ -165,3 +165,17 @@ def test_every_package_is_listed_for_the_wheel():
     listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {_module_name(p) for p in ROOT.rglob("__init__.py")}
     assert found - listed == set()
+
+
+def test_wrappers_and_benchmarks_import_nothing_above_them():
+    graph = import_graph()
+    rules = {
+        "domrand.wrappers": ("domrand.transfer", "domrand.speed", "domrand.commands", "domrand.cli"),
+        "domrand.transfer": ("domrand.speed", "domrand.commands", "domrand.cli"),
+        "domrand.speed": ("domrand.transfer", "domrand.commands", "domrand.cli"),
+        "domrand.randomizer": ("domrand.wrappers", "domrand.transfer", "domrand.speed", "domrand.commands", "domrand.cli"),
+    }
+    for prefix, upper in rules.items():
+        for mod in [m for m in graph if m == prefix or m.startswith(prefix + ".")]:
+            bad = sorted(t for t in graph[mod] if t.startswith(upper))
+            assert not bad, f"{mod} imports {bad}"

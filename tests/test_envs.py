@@ -194,7 +194,7 @@ def test_envs_share_a_process():
 
 
 def test_bench_env_measures():
-    from domrand.benchmarks.env import measure
+    from domrand.speed.env import measure
 
     rates = measure("domrand/Reach-v0", "sim", steps=5, repeats=1, warmup=1, image_size=SIZE)
     assert len(rates) == 1 and rates[0] > 0

@@ -1,6 +1,6 @@
 """``domrand speed <target>`` (also ``domrand bench``): speed and memory benchmarks.
 
-The measuring code lives in ``domrand/benchmarks/<target>.py`` (``run(args) -> int``); this file
+The measuring code lives in ``domrand/speed/<target>.py`` (``run(args) -> int``); this file
 holds each target's options. Figures are medians over repeats after warm-up; see docs/benchmarks.md.
 """
 
@@ -10,7 +10,7 @@ import argparse
 from typing import Callable
 
 from domrand.commands import cli_args
-from domrand.benchmarks import env, generator, precision, randomizer, train, vector, wrapper
+from domrand.speed import env, generator, precision, randomizer, train, vector, wrapper
 from domrand.commands import CommandParser
 
 TARGETS = {

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from domrand import cuda
-from domrand.benchmarks.generator import bench_device
-from domrand.benchmarks.wrapper import untrained_networks
+from domrand.speed.generator import bench_device
+from domrand.speed.wrapper import untrained_networks
 from domrand.config import preset_names
 from domrand.generator.nn.student import StudentConfig, StudentNet
 from domrand.randomizer import StyleRandomizer

@@ -11,7 +11,7 @@ import statistics
 import time
 from typing import Any
 
-from domrand.benchmarks.common import report
+from domrand.speed.common import report
 
 ENVS = ("domrand/Reach-v0", "domrand/Push-v0", "domrand/Localize-v0")
 DOMAINS = ("sim", "target", "randomized")

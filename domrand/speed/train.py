@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from domrand.benchmarks.generator import _peak_memory_mb, _sync, bench_device
+from domrand.speed.generator import _peak_memory_mb, _sync, bench_device
 from domrand.generator.train.dataset import load_images
 from domrand.generator.train.stylegan import resolve_config, Trainer
 

@@ -19,7 +19,7 @@ import time
 from types import SimpleNamespace
 from typing import Any, Callable
 
-from domrand.benchmarks.wrapper import build_randomizer
+from domrand.speed.wrapper import build_randomizer
 from domrand.wrappers.vector import VectorStyleRandomization
 
 

@@ -14,7 +14,7 @@ import statistics
 import time
 from typing import Any, Callable
 
-from domrand.benchmarks.common import report
+from domrand.speed.common import report
 from domrand.config import load_config
 from domrand.generator.nn.inverter import Inverter
 from domrand.generator.nn.networks import Generator

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from domrand.benchmarks.generator import bench_device
+from domrand.speed.generator import bench_device
 from domrand.bundle import default_bundle_path
 from domrand.generator.train.dataset import load_images
 from domrand.metrics import psnr
