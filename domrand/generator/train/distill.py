@@ -32,11 +32,11 @@ import torch.nn.functional as F
 
 from domrand import checkpoint
 from domrand.bundle import load_bundle
-from domrand.config import dump_yaml, from_dict
+from domrand.config import dump_yaml
 from domrand.generator.nn.student import StudentConfig, StudentNet
 from domrand.generator.train import runs
 from domrand.generator.train.dataset import load_images, load_masks, masks_beside, read_class_ids
-from domrand.generator.train.loop import run_training, start_or_resume
+from domrand.generator.train.loop import run_training, start_or_resume, stored_run
 from domrand.metrics import psnr
 from domrand.randomizer import StyleRandomizer
 from domrand.utils import atomic_path, derive_seed
@@ -44,7 +44,6 @@ from domrand.utils import atomic_path, derive_seed
 CHECKPOINT_FILES = ("student.safetensors", "train_state.safetensors")
 PAIRS_FILE = "teacher_pairs.npz"
 PAIRS_VERSION = 2  # 2: pair styles seeded by utils.derive_seed (1: 32-bit SeedSequence states)
-CONFIG = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -356,18 +355,9 @@ def distill(
     command: str | None = None,
 ) -> tuple[DistillTrainer, dict[str, Any]]:
     """Train (or resume) a distillation run in ``out``; returns the trainer and its last metrics."""
-    import yaml
-
     out = Path(out)
-    setup_file = out / "data.json"
     if resume:
-        if not (out / CONFIG).is_file():
-            raise FileNotFoundError(f"--resume: {out / CONFIG} does not exist (no run to resume in {out})")
-        stored = from_dict(DistillConfig, yaml.safe_load((out / CONFIG).read_text()) or {}, str(out / CONFIG))
-        if config is not None and config != stored:
-            raise ValueError(f"--resume: --config differs from the run's stored {out / CONFIG}; drop --config to use it")
-        config = stored
-        data = json.loads(setup_file.read_text())
+        config, data = stored_run(out, DistillConfig, config)
         bundle_path, sim_data, sim_masks, seed = data["bundle"], data["sim"], data.get("sim_masks"), data.get("seed", seed)
     else:
         if config is None:

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import yaml
+
+from domrand.config import from_dict
 from domrand.generator.train import runs
 from domrand.generator.visualize import grid_upscale, save_png
 from domrand.utils import atomic_write_text
@@ -25,6 +28,18 @@ def append_record(run_dir: Path | None, record: dict[str, Any]) -> None:
     if run_dir is not None:
         with open(Path(run_dir) / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def stored_run(out: Path, cls: type, config: Any | None) -> tuple[Any, dict[str, Any]]:
+    """What ``--resume`` continues in ``out``: its stored ``config.yaml`` as a ``cls`` (refused when
+    ``config`` is given and differs) and its ``data.json`` (data paths, seed, ...)."""
+    path = Path(out) / runs.CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} does not exist (no run to resume in {out})")
+    stored = from_dict(cls, yaml.safe_load(path.read_text()) or {}, str(path))
+    if config is not None and config != stored:
+        raise ValueError(f"--resume: --config differs from the run's stored {path}; drop --config to use it")
+    return stored, json.loads((Path(out) / "data.json").read_text())
 
 
 def start_or_resume(

@@ -45,7 +45,6 @@ three Adam states as tensors (no pickle): a resumed run continues exactly as if 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -74,14 +73,13 @@ from domrand.generator.train.inverter_losses import (
     image_loss,
     weighted_recon_loss,
 )
-from domrand.generator.train.loop import run_training, start_or_resume
+from domrand.generator.train.loop import run_training, start_or_resume, stored_run
 from domrand.generator.train.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from domrand.generator.visualize import image_grid, to_uint8
 from domrand.metrics import psnr, swd, to_float_images
 
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "E.safetensors", "E_ema.safetensors",
                     "D.safetensors", "train_state.safetensors")  # fmt: skip
-CONFIG = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -457,18 +455,9 @@ def train_pair(
     ``sim_masks``: a masks folder/array paired with ``sim_data``, or ``"auto"`` (``masks/`` beside a
     ``frames/`` folder). A resume reuses the run's stored config and data paths.
     """
-    import yaml
-
     out = Path(out)
-    setup_file = out / "data.json"
     if resume:
-        if not (out / CONFIG).is_file():
-            raise FileNotFoundError(f"--resume: {out / CONFIG} does not exist (no run to resume in {out})")
-        stored = from_dict(PairConfig, yaml.safe_load((out / CONFIG).read_text()) or {}, str(out / CONFIG))
-        if config is not None and config != stored:
-            raise ValueError(f"--resume: --config differs from the run's stored {out / CONFIG}; drop --config to use it")
-        config = stored
-        data = json.loads(setup_file.read_text())
+        config, data = stored_run(out, PairConfig, config)
         given = {"sim": sim_data, "target": target_data, "sim_masks": sim_masks}
         for key, value in given.items():
             if value is not None and str(Path(value).resolve()) != data.get(key) and not (key == "sim_masks" and value == "auto"):
