@@ -3,7 +3,7 @@ that is disjoint from the test frames (domrand's candidate)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,25 +20,27 @@ class StyleGANRandomization(Condition):
     role = "candidate"
     color = "#2ca02c"
     about = "sim frames through StyleRandomizer (a new fine style per frame) with the configured bundle"
+    model: ClassVar[str] = "teacher"  # what renders: the bundle's inverter + generator, or its student
+    needs: ClassVar[str] = "a bundle"
 
     def training_sets(self, ctx: FrameContext, sources: dict[str, np.ndarray], views: int, key: str, salt: int = 0):
         bundle = self._bundle(ctx)
-        return {"": stylegan_views(ctx.cfg, sources["sim"][0], views, bundle, ctx.cache, key, ctx.progress, salt=salt)}
+        return {"": stylegan_views(ctx.cfg, sources["sim"][0], views, bundle, ctx.cache, key, ctx.progress, salt=salt,
+                                   model=self.model)}  # fmt: skip
 
     def in_domain_test(self, ctx: FrameContext, sim_test: np.ndarray, key: str) -> np.ndarray | None:
         if ctx.bundle is None:
             return None
-        return stylegan_views(ctx.cfg, sim_test, 1, ctx.bundle, ctx.cache, key, ctx.progress, salt=1)[0]
+        return stylegan_views(ctx.cfg, sim_test, 1, ctx.bundle, ctx.cache, key, ctx.progress, salt=1, model=self.model)[0]
 
     def control_transform(self, ctx: FrameContext, seed: int) -> Any:
         self._bundle(ctx)
-        return ctx.randomizer()  # one randomizer shared by every env of the run
+        return ctx.randomizer(self.model)  # one randomizer per model, shared by every env of the run
 
     def wrap_control_env(self, env: Any, transform: Any) -> Any:
         return StyleRandomizationObservation(env, transform, resample="episode")
 
-    @staticmethod
-    def _bundle(ctx: FrameContext):
+    def _bundle(self, ctx: FrameContext):
         if ctx.bundle is None:
-            raise ValueError("condition 'stylegan' needs a bundle (config 'bundle:' or --bundle)")
+            raise ValueError(f"condition {self.name!r} needs {self.needs} (config 'bundle:' or --bundle)")
         return ctx.bundle
