@@ -46,6 +46,9 @@ PAIRS_FILE = "teacher_pairs.npz"
 PAIRS_VERSION = 2  # 2: pair styles seeded by utils.derive_seed (1: 32-bit SeedSequence states)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class StudentShape:
     channels: tuple[int, ...] = (16, 32, 64)  # features per level: R, R/2, R/4
@@ -71,6 +74,10 @@ class DistillTraining:
     snapshot_kimg: float = 8.0
     keep_snapshots: int = 2
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"training.lr_schedule: one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -79,16 +86,11 @@ class DistillConfig:
     training: DistillTraining = field(default_factory=DistillTraining)
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
-
 def learning_rate(tc: DistillTraining, nimg: int) -> float:
     """The learning rate after ``nimg`` pairs under ``tc.lr_schedule``."""
     if tc.lr_schedule == "constant":
         return tc.lr
-    if tc.lr_schedule == "cosine":
-        return tc.lr * 0.5 * (1.0 + math.cos(math.pi * min(nimg / max(tc.kimg * 1000.0, 1.0), 1.0)))
-    raise ValueError(f"training.lr_schedule: one of {', '.join(LR_SCHEDULES)}, got {tc.lr_schedule!r}")
+    return tc.lr * 0.5 * (1.0 + math.cos(math.pi * min(nimg / max(tc.kimg * 1000.0, 1.0), 1.0)))
 
 
 def teacher_noise_maps(G: Any, resolutions: list[int]) -> list[torch.Tensor]:
@@ -209,7 +211,6 @@ class DistillTrainer:
             self.masks, self.hold_masks = object_masks[: len(self.frames)], object_masks[len(self.frames) :]
         self.seed = int(seed)
         torch.manual_seed(self.seed)
-        learning_rate(self.tc, 0)  # checks the schedule's name before any work
         self.student = StudentNet(StudentConfig(resolution=R, w_dim=w_dim, channels=config.student.channels,
                                                 res_blocks=config.student.res_blocks,
                                                 noise_maps=config.student.noise_maps)).to(self.device)  # fmt: skip
