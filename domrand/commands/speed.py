@@ -13,17 +13,6 @@ from domrand.commands import cli_args
 from domrand.speed import env, generator, precision, randomizer, train, vector, wrapper
 from domrand.commands import CommandParser
 
-TARGETS = {
-    "generator": "generation images/s and ms/batch per batch size, peak memory",
-    "env": "env steps/s per env and visual domain",
-    "wrapper": "env steps/s unwrapped, with the style wrapper and with the augmentation baseline",
-    "randomizer": "randomizer frames/s and latency per batch, preset and ops backend",
-    "vector": "VectorStyleRandomization steps/s over Sync/AsyncVectorEnv with 1, 2, 4 workers, time breakdown",
-    "train": "generator training images/s (full StyleGAN2 + ADA step) per preset and batch size",
-    "precision": "randomizer frames/s and output PSNR vs float32 per compute dtype (float32, bfloat16, float16)",
-}
-
-
 def _randomizer_options(parser: argparse.ArgumentParser) -> None:
     """The env and randomizer options shared by ``bench wrapper`` and ``bench vector``."""
     parser.add_argument("--env", type=cli_args.env_id, default="domrand/Reach-v0", help="env id (pixel observations)")
@@ -144,15 +133,15 @@ def _precision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=cli_args.output_file, default=None, help="also write the rows as JSON to this file")
 
 
-# target -> (its options, the benchmark)
-_TARGET_CODE: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {
-    "generator": (_generator_arguments, generator.run),
-    "env": (_env_arguments, env.run),
-    "wrapper": (_wrapper_arguments, wrapper.run),
-    "randomizer": (_randomizer_arguments, randomizer.run),
-    "vector": (_vector_arguments, vector.run),
-    "train": (_train_arguments, train.run),
-    "precision": (_precision_arguments, precision.run),
+# target -> (one line of help, its options, the benchmark)
+TARGETS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {
+    "generator": ("generation images/s and ms/batch per batch size, peak memory", _generator_arguments, generator.run),
+    "env": ("env steps/s per env and visual domain", _env_arguments, env.run),
+    "wrapper": ("env steps/s unwrapped, with the style wrapper and with the augmentation baseline", _wrapper_arguments, wrapper.run),
+    "randomizer": ("randomizer frames/s and latency per batch, preset and ops backend", _randomizer_arguments, randomizer.run),
+    "vector": ("VectorStyleRandomization steps/s over Sync/AsyncVectorEnv with 1, 2, 4 workers, time breakdown", _vector_arguments, vector.run),
+    "train": ("generator training images/s (full StyleGAN2 + ADA step) per preset and batch size", _train_arguments, train.run),
+    "precision": ("randomizer frames/s and output PSNR vs float32 per compute dtype (float32, bfloat16, float16)", _precision_arguments, precision.run),
 }
 
 
@@ -163,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     name = getattr(args, "command_name", "speed")
-    add_options, run = _TARGET_CODE[args.target]
-    sub = CommandParser(prog=f"domrand {name} {args.target}", description=TARGETS[args.target])
+    description, add_options, run = TARGETS[args.target]
+    sub = CommandParser(prog=f"domrand {name} {args.target}", description=description)
     add_options(sub)
     return int(run(sub.parse_args(args.rest)) or 0)

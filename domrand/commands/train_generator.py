@@ -43,14 +43,12 @@ from domrand.config import parse_overrides
 from domrand.generator.train import runs, stylegan as train
 from domrand.utils import resolve_device
 
-DEFAULT_PRESET = train.DEFAULT_PRESET
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="training images: a folder of PNG/JPEG files or a .npz/.npy array (optional with --resume)")
     parser.add_argument(
         "--config",
-        help=f"generator preset: a bundled name (tiny, small64, base64, base128) or a YAML path; default {DEFAULT_PRESET} "
+        help=f"generator preset: a bundled name (tiny, small64, base64, base128) or a YAML path; default {train.DEFAULT_PRESET} "
         "(with --resume: the run's own config.yaml)",
     )
     parser.add_argument("--out", required=True, help="run directory, e.g. runs/NAME (must be new or empty unless --resume)")
@@ -113,7 +111,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def _train(args: argparse.Namespace, progressive: bool | None, **kwargs: Any):
     """``train.train`` with the options of this command line (plus device, command, ranks)."""
     return train.train(
-        args.config if (args.config or args.resume or args.init) else DEFAULT_PRESET,
+        args.config if (args.config or args.resume or args.init) else train.DEFAULT_PRESET,
         args.data,
         Path(args.out),
         kimg=args.kimg,
