@@ -41,7 +41,7 @@ from domrand import checkpoint
 from domrand.checkpoint import CheckpointError, load_network, weights_hash
 from domrand.generator.nn import networks as _networks
 from domrand.generator.nn import student as _student  # noqa: F401  (register with checkpoint)
-from domrand.generator.nn.inverter import check_pairing
+from domrand.generator.nn.inverter import cached_weights_hash, check_pairing
 from domrand.generator.train.runs import resolve_run_file
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS
 from domrand.utils import atomic_write_text, resolve_device
@@ -175,7 +175,7 @@ def info_checksum(info: dict[str, Any]) -> str:
 def _check_pair(G: torch.nn.Module, E: torch.nn.Module, where: str, stored: str | None = None) -> str:
     """``check_pairing`` as a ``CheckpointError`` naming ``where``, after checking ``G`` against the
     hash the bundle records (``stored``); returns the generator's weights hash."""
-    have = weights_hash(G)
+    have = cached_weights_hash(G)  # check_pairing below reuses it
     if stored is not None and stored != have:
         raise CheckpointError(
             f"{where}: the generator's weights hash is {have}, but the bundle records {stored} "

@@ -170,7 +170,7 @@ def check_pairing(G: nn.Module, E: Any, require_hash: bool = True) -> str:
         if info != E.gen_info:
             raise ValueError(f"inverter/generator mismatch: the inverter was built for a generator with {E.gen_info}, "
                              f"this generator has {info}")  # fmt: skip
-    have = _cached_weights_hash(G)
+    have = cached_weights_hash(G)
     want = recorded_generator_hash(E)
     if want is None:
         if require_hash:
@@ -188,7 +188,7 @@ def check_pairing(G: nn.Module, E: Any, require_hash: bool = True) -> str:
 _HASH_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
-def _cached_weights_hash(G: nn.Module) -> str:
+def cached_weights_hash(G: nn.Module) -> str:
     """``weights_hash(G)``, recomputed only when a tensor of ``G`` was replaced or changed in place.
 
     Cached per live generator object; the key is the identity, storage pointer and in-place
