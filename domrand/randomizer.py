@@ -39,7 +39,7 @@ from domrand.frames import check_mode, fit_frames, unfit_frames
 from domrand.generator.nn.inverter import check_pairing, compose_styles
 from domrand.metrics import psnr
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES, RandomizerOptions
-from domrand.utils import derive_seed, parse_dtype
+from domrand.utils import derive_seed, parse_dtype, prepare_cpu_inference
 
 
 def env_seeds(ids: Sequence[int], seed: int | Sequence[int] | None, rng: np.random.Generator) -> list[int]:
@@ -152,6 +152,8 @@ class StyleRandomizer:
             self.device = next(G.parameters()).device
         except StopIteration:  # pragma: no cover - a Generator always has parameters
             self.device = torch.device("cpu")
+        if self.device.type == "cpu":
+            prepare_cpu_inference(G, E, student)  # NHWC weights (the frames are NHWC) and reused memory
         if check_pairing:
             self._check_pairing()
         syn = G.synthesis
@@ -485,12 +487,13 @@ class StyleRandomizer:
         if self.refine_steps > 0:
             out = self.E.invert(x, self.G, steps=self.refine_steps)
         else:
-            with torch.no_grad():
+            use_amp = self.dtype != torch.float32
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=use_amp):
                 out = self.E(x)
         ws = out["ws"].detach().float()
         feats = out.get("features")
         if feats:
-            feats = {int(r): f.detach() for r, f in feats.items()}
+            feats = {int(r): f.detach().float() for r, f in feats.items()}
             too_fine = [r for r in feats if r > self.keep_resolution]
             if too_fine:
                 raise ValueError(
@@ -543,8 +546,7 @@ class StyleRandomizer:
         if self.ood_reference is not None and self.ood_psnr is None:
             self._check_distribution(x, ws, feats)
         ws, noise = self._compose(ws, ids)
-        use_amp = self.dtype != torch.float32
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=use_amp):
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             img = self.G.synthesis(ws, noise_mode="const", noise=noise, features=feats)
         return img.float()
 

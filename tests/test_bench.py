@@ -15,13 +15,32 @@ def test_bench_generator_prints_a_row_per_batch_and_path(capsys):
     assert main(["bench", "generator", "--preset", "tiny", "--batch", "1,3", "--repeats", "1", "--warmup", "0", "--modconv"]) == 0
     rows = _rows(capsys.readouterr().out)
     assert len(rows) == 4  # 2 batches x (fused, nonfused)
-    assert all(float(r.split()[4]) > 0 for r in rows)  # img/s column
+    assert all(float(r.split()[5]) > 0 for r in rows)  # img/s column
+
+
+def test_bench_generator_times_the_reference_beside_the_fast_path(capsys):
+    argv = ["bench", "generator", "--preset", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+            "--path", "reference,fast", "--dtype", "float32"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert [r.split()[3] for r in _rows(out)] == ["reference/float32", "fast/float32"]
+    ratio = re.search(r"fast / reference img/s, tiny, batch 2: ([0-9.]+)x", out)
+    assert ratio and float(ratio.group(1)) > 0
 
 
 def test_bench_randomizer_prints_a_row_per_batch(capsys):
     assert main(["bench", "randomizer", "--preset", "tiny", "--batch", "1,2", "--repeats", "1", "--warmup", "0"]) == 0
     rows = _rows(capsys.readouterr().out)
-    assert [r.split()[2] for r in rows] == ["1", "2"]
+    assert [r.split()[4] for r in rows] == ["1", "2"]
+
+
+def test_bench_randomizer_times_the_reference_beside_the_fast_path(capsys):
+    assert main(["bench", "randomizer", "--preset", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+                 "--path", "reference,fast", "--dtype", "bfloat16"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert [r.split()[1:3] for r in _rows(out)] == [["reference", "float32"], ["fast", "bfloat16"]]
+    ratio = re.search(r"fast / reference frames/s, tiny/teacher, torch, batch 2: ([0-9.]+)x", out)
+    assert ratio and float(ratio.group(1)) > 0
 
 
 def test_bench_randomizer_times_the_student_beside_the_teacher(capsys):
@@ -62,4 +81,4 @@ def test_bench_lists_and_names_are_parsed(capsys):
                  "--repeats", "1", "--warmup", "0", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "dtype=float32" in out
-    assert [r.split()[2] for r in _rows(out)] == ["2", "1"]
+    assert [r.split()[4] for r in _rows(out)] == ["2", "1"]

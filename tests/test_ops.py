@@ -172,3 +172,73 @@ def test_bias_act_accepts_a_negative_dim():
     x = torch.zeros(2, 3)
     b = torch.tensor([1.0, 2.0, 3.0])
     assert torch.equal(ops.bias_act(x, b, dim=-1), ops.bias_act(x, b, dim=1))
+
+
+# ---- inference forms (no autograd, CPU): the same functions in fewer passes -----------------
+
+
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("noise_rows", [0, 1, 3, "expanded"])
+@pytest.mark.parametrize("clamp", [None, 0.5])
+def test_modulated_conv2d_bias_act_equals_the_reference_composition(up, noise_rows, clamp):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 6, 6, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
+    styles = torch.randn(3, 5, generator=g, dtype=torch.float64) + 1
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    f = ops.setup_filter([1, 3, 3, 1]).double()
+    r = 6 * up
+    if noise_rows == 0:
+        noise = None
+    elif noise_rows == "expanded":
+        noise = torch.randn(1, 1, r, r, generator=g, dtype=torch.float64).expand(3, 1, r, r)
+    else:
+        noise = torch.randn(noise_rows, 1, r, r, generator=g, dtype=torch.float64)
+    strength = torch.tensor(0.3, dtype=torch.float64)
+    gain = math.sqrt(2) * 0.7
+    want = ops.noise_bias_act(
+        ops.modulated_conv2d(x, weight, styles, up=up, resample_filter=f, fused=False),
+        noise, strength, b, act="lrelu", gain=gain, clamp=clamp,
+    )
+    with torch.no_grad():
+        got = ops.modulated_conv2d_bias_act(x, weight, styles, noise, strength, b, up=up, resample_filter=f, gain=gain, clamp=clamp)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    if clamp is not None:
+        assert float(want.abs().max()) == clamp  # the clamp was exercised
+
+
+def test_modulated_conv2d_bias_act_keeps_channels_last_and_refuses_a_negative_gain():
+    x = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = ops.modulated_conv2d_bias_act(x, torch.randn(3, 4, 3, 3), torch.ones(2, 4), None, None, torch.zeros(3))
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        with pytest.raises(ValueError, match="gain must be > 0"):
+            ops.modulated_conv2d_bias_act(x, torch.randn(3, 4, 3, 3), torch.ones(2, 4), None, None, None, gain=-1.0)
+
+
+@pytest.mark.parametrize("up,down,k", [(1, 1, 3), (2, 1, 3), (1, 2, 3), (1, 2, 1)])
+@pytest.mark.parametrize("act", ["linear", "lrelu", "relu"])
+def test_conv2d_resample_bias_and_act_equal_bias_act_after_it(up, down, k, act):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    f = ops.setup_filter([1, 3, 3, 1]).double()
+    want = ops.bias_act(ops.conv2d_resample(x, w, f, up=up, down=down), b, act=act, gain=1.0)
+    with torch.no_grad():
+        got = ops.conv2d_resample(x, w, f, up=up, down=down, bias=b, act=act)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_inference_forms_only_without_autograd_and_outside_reference_only():
+    x = torch.randn(1, 2, 4, 4)
+    with torch.no_grad():
+        assert ops.inference_shortcuts(x)
+        with ops.reference_only():
+            assert not ops.inference_shortcuts(x)
+    assert not ops.inference_shortcuts(x)  # grad mode: the reference forms, which autograd can differentiate
+    with pytest.raises(ValueError, match="inference form"):
+        ops.conv2d_resample(x, torch.randn(2, 2, 3, 3), act="lrelu")
+    with torch.no_grad(), pytest.raises(ValueError, match="no in-place form; accepted: linear, lrelu, relu"):
+        ops.act_clamp_(x.clone(), "tanh")

@@ -185,6 +185,16 @@ def dtype_name(text: str) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def dtype_or_auto(text: str) -> str:
+    """``auto`` (the randomizer's choice: bfloat16 on a CPU with native bfloat16, else float32) or a dtype name."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return dtype_name(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"unknown dtype {text!r}; accepted: auto, {', '.join(DTYPES)}") from None
+
+
 def dtype_list(text: str) -> list[str]:
     """Comma-separated compute dtype names (``float32,bfloat16``)."""
     return [dtype_name(item) for item in _items(text)]

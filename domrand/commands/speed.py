@@ -31,6 +31,10 @@ def _generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
     parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--modconv", action="store_true", help="compare fused and non-fused modulated conv")
+    parser.add_argument("--dtype", type=cli_args.dtype_or_auto, default="auto",
+                        help="compute dtype of the fast path: auto (default: bfloat16 on a CPU with native bfloat16) | float32 | bfloat16 | float16")
+    parser.add_argument("--path", type=cli_args.choice_list(("fast", "reference"), "path"), default="fast",
+                        help="fast (channels-last, --dtype, inference forms) and/or reference (float32, NCHW, reference ops); both print the ratio")  # fmt: skip
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -60,7 +64,7 @@ def _env_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _wrapper_arguments(parser: argparse.ArgumentParser) -> None:
     _randomizer_options(parser)
-    parser.add_argument("--dtype", type=cli_args.dtype_name, default="float32", help="randomizer compute dtype")
+    parser.add_argument("--dtype", type=cli_args.dtype_or_auto, default="auto", help="randomizer compute dtype (default auto, as StyleRandomizer)")
     parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--num-envs", type=cli_args.positive_int, default=16, help="sub-environments of the vector runs")
     parser.add_argument("--steps", type=cli_args.positive_int, default=100, help="steps per timed repeat (single env)")
@@ -84,7 +88,11 @@ def _randomizer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--ops", type=cli_args.choice_list(randomizer.OPS, "ops backend"), default="torch",
                         help="ops backends to compare, comma-separated: torch,cuda")
-    parser.add_argument("--dtype", type=cli_args.dtype_name, default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--dtype", type=cli_args.dtype_or_auto, default="auto",
+                        help="compute dtype of the fast path: auto (default: bfloat16 on a CPU with native bfloat16) | float32 | bfloat16 | float16")
+    parser.add_argument("--path", type=cli_args.choice_list(randomizer.PATHS, "path"), default="fast",
+                        help="fast (what StyleRandomizer runs) and/or reference (float32, NCHW, reference ops: the "
+                        "pure-torch path the fast one is tested against), comma-separated; both print the ratio")  # fmt: skip
     parser.add_argument("--repeats", type=cli_args.positive_int, default=5, help="timed calls per setting (median reported)")
     parser.add_argument("--warmup", type=cli_args.nonnegative_int, default=2, help="untimed calls before timing")
     parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads")

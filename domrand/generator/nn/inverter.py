@@ -49,6 +49,7 @@ from torch.nn import functional as F
 
 from domrand import checkpoint
 from domrand.config import from_dict, to_dict
+from domrand.generator.nn import ops
 from domrand.generator.nn.layers import Conv2dLayer, FullyConnectedLayer, block_resolutions, channels_at
 from domrand.metrics import ms_ssim
 from domrand.utils import assert_shape
@@ -224,7 +225,10 @@ class _ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x if self.skip is None else self.skip(x, gain=math.sqrt(0.5))
         scale = 1.0 if self.skip is not None else math.sqrt(0.5)
-        return y * scale + self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+        out = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+        if ops.inference_shortcuts(out):  # out is conv1's fresh output: add in place
+            return out.add_(y.to(out.dtype), alpha=scale)
+        return y * scale + out
 
 
 class _StyleHead(nn.Module):
@@ -405,7 +409,7 @@ class Inverter(nn.Module):
         n = images.shape[0]
         offsets = images.new_zeros(n, self.num_ws, self.w_dim, dtype=torch.float32)
         for r, idx in self.head_indices.items():
-            offsets[:, idx] = self.heads[f"r{r}"](pyr[self.head_levels[r]])
+            offsets[:, idx] = self.heads[f"r{r}"](pyr[self.head_levels[r]]).to(offsets.dtype)
         ws = self.w_avg.reshape(1, 1, -1) + offsets * self.w_std
         features = None
         if self.spatial is not None:

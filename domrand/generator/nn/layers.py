@@ -82,11 +82,21 @@ class Conv2dLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        g = self.act_gain * gain
+        if ops.inference_shortcuts(x) and ops.folds_gain(self.activation) and g > 0:
+            # the same function in one pass after the conv: gain folded into weight and bias, the
+            # bias added by the convolution, activation and clamp in place (ops, "Inference forms")
+            w = self.weight * (self.weight_gain * g)
+            b = None if self.bias is None else self.bias * (self.bias_gain * g)
+            x = ops.conv2d_resample(
+                x, w.to(x.dtype), self.resample_filter, up=self.up, down=self.down, bias=b, act=self.activation
+            )
+            return ops.act_clamp_(x, "linear", clamp=clamp)
         w = self.weight.to(x.dtype) * self.weight_gain
         x = ops.conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down)
         b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
-        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return ops.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return ops.bias_act(x, b, act=self.activation, gain=g, clamp=clamp)
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:

@@ -201,8 +201,13 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         if noise is not None:
             assert_shape("noise", noise, [None, 1, self.resolution, self.resolution])
-        x = ops.modulated_conv2d(x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, fused=fused)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        if not fused and ops.inference_shortcuts(x) and gain > 0:  # the same function in fewer passes
+            return ops.modulated_conv2d_bias_act(
+                x, self.weight, styles, noise, self.noise_strength, self.bias, up=self.up,
+                resample_filter=self.resample_filter, gain=math.sqrt(2) * gain, clamp=clamp,
+            )
+        x = ops.modulated_conv2d(x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, fused=fused)
         return ops.noise_bias_act(x, noise, self.noise_strength, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
 
 

@@ -316,13 +316,20 @@ def conv2d_resample(
     up: int = 1,
     down: int = 1,
     groups: int = 1,
+    bias: torch.Tensor | None = None,
+    act: str = "linear",
 ) -> torch.Tensor:
-    """``[N, I*groups, H, W]`` conv ``w [O, I, k, k]`` -> ``[N, O, H*up/down, W*up/down]``.
+    """``[N, I*groups, H, W]`` conv ``w [O, I, k, k]`` (+ ``bias [O]``) -> ``[N, O, H*up/down, W*up/down]``.
 
     ``up=2``: strided transposed convolution followed by the FIR filter (the cheap equivalent of
     FIR-upsampling then convolving). ``down=2``: FIR blur then strided convolution. Otherwise a
-    plain 'same'-padded convolution. The kernel size must be odd.
+    plain 'same'-padded convolution. The kernel size must be odd. ``bias`` is added to the output
+    (inside the convolution where no FIR filter follows it). ``act`` (linear | lrelu | relu, default
+    slope) is an inference form only: the output is activated in place, so it is accepted only
+    where ``inference_shortcuts(x)``.
     """
+    if act != "linear" and not inference_shortcuts(x):
+        raise ValueError(f"conv2d_resample: act={act!r} is an inference form (no autograd, CPU); use bias_act")
     kh, kw = w.shape[2:]
     if kh != kw or kh % 2 == 0:
         raise ValueError(f"w: expected a square, odd kernel, got {kh}x{kw}")
@@ -332,15 +339,20 @@ def conv2d_resample(
     if up > 1:
         x = F.conv_transpose2d(x, _transpose_grouped_weight(w, groups), stride=up, groups=groups)
         p = up + fw - 1 - kw  # total padding so that the output is exactly H*up
-        return upfirdn2d(x, f, padding=[(p + 1) // 2, p // 2, (p + 1) // 2, p // 2], gain=up * up)
+        x = upfirdn2d(x, f, padding=[(p + 1) // 2, p // 2, (p + 1) // 2, p // 2], gain=up * up)
+        x = x if bias is None else x + bias.to(x.dtype).reshape(1, -1, 1, 1)
+        return x if act == "linear" else act_clamp_(x, act)
+    stride, padding = 1, kw // 2
     if down > 1:
         if kw == 1:
             x = downsample2d(x, f, down=down)
-            return F.conv2d(x, w, groups=groups)
-        p = kw + fw - 1 - down  # total padding so that the output is exactly H/down
-        x = upfirdn2d(x, f, padding=[(p + 1) // 2, p // 2, (p + 1) // 2, p // 2])
-        return F.conv2d(x, w, stride=down, groups=groups)
-    return F.conv2d(x, w, padding=kw // 2, groups=groups)
+            padding = 0
+        else:
+            p = kw + fw - 1 - down  # total padding so that the output is exactly H/down
+            x = upfirdn2d(x, f, padding=[(p + 1) // 2, p // 2, (p + 1) // 2, p // 2])
+            stride, padding = down, 0
+    x = F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+    return x if act == "linear" else act_clamp_(x, act)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,3 +433,82 @@ def modulated_conv2d(
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+# --------------------------------------------------------------------------------------------
+# Inference forms: the same functions in fewer passes over memory (no autograd, CPU)
+#
+# On a CPU the elementwise tails of the layers (bias, noise, activation, gain, clamp: one pass over
+# the activations each) cost as much as the convolutions once those run in bfloat16. Without
+# autograd the layers fold them: a positive gain moves into the weights and bias
+# (``g * lrelu(u) == lrelu(g * u)`` for ``g > 0``), the bias into the convolution, and the rest
+# runs in place on the convolution's fresh output. ``tests/test_ops.py`` holds each form to the
+# composition of the reference ops above.
+
+
+def inference_shortcuts(x: torch.Tensor) -> bool:
+    """Whether layers may take the folded inference forms for ``x``: no autograd recording, a CPU
+    tensor (CUDA has its fused kernels), and not inside ``reference_only()``."""
+    return not torch.is_grad_enabled() and x.device.type == "cpu" and not reference_only_active()
+
+
+_FOLDABLE_ACTS = ("linear", "lrelu", "relu")  # act(g * u) == g * act(u) for g > 0, and an in-place form
+
+
+def folds_gain(act: str) -> bool:
+    """Whether ``act`` commutes with a positive gain (so the gain can move into the weights)."""
+    return act in _FOLDABLE_ACTS
+
+
+def act_clamp_(x: torch.Tensor, act: str, alpha: float | None = None, clamp: float | None = None) -> torch.Tensor:
+    """In place: ``clamp(act(x), -clamp, clamp)`` for ``act`` in linear | lrelu | relu; returns ``x``."""
+    if act == "lrelu":
+        F.leaky_relu_(x, 0.2 if alpha is None else float(alpha))
+    elif act == "relu":
+        F.relu_(x)
+    elif act != "linear":
+        raise ValueError(f"act_clamp_: activation {act!r} has no in-place form; accepted: {', '.join(_FOLDABLE_ACTS)}")
+    if clamp is not None and clamp >= 0:
+        x.clamp_(-clamp, clamp)
+    return x
+
+
+def modulated_conv2d_bias_act(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None,
+    strength: torch.Tensor | float | None,
+    b: torch.Tensor | None,
+    up: int = 1,
+    resample_filter: torch.Tensor | None = None,
+    gain: float = math.sqrt(2),
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """Inference form of ``noise_bias_act(modulated_conv2d(x, weight, styles, up=up), noise,
+    strength, b, act="lrelu", gain=gain, clamp=clamp)`` (demodulated, non-fused), no autograd.
+
+    x ``[N, I, h, w]``; weight ``[O, I, k, k]``; styles ``[N, I]``; noise ``[N|1, 1, H, W]`` or None;
+    b ``[O]`` or None; ``gain > 0``. Returns ``[N, O, H, W]`` in ``x``'s dtype and memory format.
+    Passes over the output: one fused multiply-add (demodulation, gain, bias), one for the noise,
+    one activation, one clamp, instead of the reference's six.
+    """
+    if gain <= 0:
+        raise ValueError(f"gain must be > 0 to fold into the demodulation, got {gain}")
+    n, i = x.shape[:2]
+    o = weight.shape[0]
+    assert_shape("styles", styles, [n, i])
+    dcoefs = modulation_coefficients(weight, styles)  # [N, O]
+    x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
+    x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up)
+    scale = (dcoefs * gain).to(x.dtype).reshape(n, o, 1, 1)
+    if b is None:
+        x.mul_(scale)
+    else:
+        torch.addcmul((b * gain).to(x.dtype).reshape(1, o, 1, 1), x, scale, out=x)
+    if noise is not None:
+        if noise.shape[0] > 1 and noise.stride(0) == 0:  # an expanded constant map: one row is enough
+            noise = noise[:1]
+        s = gain if strength is None else strength * gain
+        x.add_((noise * s).to(x.dtype))
+    return act_clamp_(x, "lrelu", clamp=clamp)
