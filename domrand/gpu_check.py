@@ -160,15 +160,16 @@ def pytest_gpu(work: Path, timeout: float) -> dict[str, Any]:
     return {"status": "ok" if code == 0 else "failed", "exit_code": code, "counts": counts, "log": "pytest_gpu.log"}
 
 
-def _parse_table(text: str, columns: list[str]) -> list[dict[str, Any]]:
-    """Rows of a printed benchmark table whose fields are ``columns`` (numbers become floats)."""
+def _parse_table(text: str, columns: list[str], text_columns: int) -> list[dict[str, Any]]:
+    """Rows of a printed benchmark table whose fields are ``columns``: the first ``text_columns``
+    stay strings, the rest must be numbers (they become floats)."""
     rows = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) != len(columns):
             continue
         try:
-            values = [parts[0], parts[1]] + [float(p) for p in parts[2:]]
+            values = parts[:text_columns] + [float(p) for p in parts[text_columns:]]
         except ValueError:
             continue
         rows.append(dict(zip(columns, values)))
@@ -181,7 +182,8 @@ def bench_randomizer(work: Path, dry: bool, timeout: float) -> dict[str, Any]:
     else:
         args = ["--device", "cuda", "--ops", "torch,cuda", "--batch", "1,16,64,256", "--preset", "small64,base64"]
     code, text = _run(_domrand("bench", "randomizer", *args), work / "bench_randomizer.log", timeout)
-    rows = _parse_table(text, ["model", "ops", "batch", "frames_per_s", "ms_per_batch", "ms_per_frame"])
+    rows = _parse_table(text, ["model", "path", "dtype", "ops", "batch", "frames_per_s", "ms_per_batch", "ms_per_frame"],
+                        text_columns=4)
     return {"status": "ok" if code == 0 else "failed", "exit_code": code, "rows": rows, "log": "bench_randomizer.log"}
 
 

@@ -39,7 +39,7 @@ from domrand.frames import check_mode, fit_frames, unfit_frames
 from domrand.generator.nn.inverter import check_pairing, compose_styles
 from domrand.metrics import psnr
 from domrand.randomizer_options import MODELS, NOISE_OPTIONS, OPTION_NAMES, RandomizerOptions
-from domrand.utils import derive_seed, parse_dtype, prepare_cpu_inference
+from domrand.utils import cpu_has_fast_bfloat16, derive_seed, parse_dtype, prepare_cpu_networks
 
 
 def env_seeds(ids: Sequence[int], seed: int | Sequence[int] | None, rng: np.random.Generator) -> list[int]:
@@ -51,13 +51,6 @@ def env_seeds(ids: Sequence[int], seed: int | Sequence[int] | None, rng: np.rand
     if isinstance(seed, (int, np.integer)):
         return [derive_seed(int(seed), i, bits=64) for i in ids]
     return [derive_seed(int(s), bits=64) for s in seed]
-
-
-def cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles); else torch emulates it,
-    measured 30x slower than float32 on an AVX2-only CPU (docs/benchmarks.md)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def auto_dtype(device: torch.device) -> torch.dtype:
@@ -153,7 +146,7 @@ class StyleRandomizer:
         except StopIteration:  # pragma: no cover - a Generator always has parameters
             self.device = torch.device("cpu")
         if self.device.type == "cpu":
-            prepare_cpu_inference(G, E, student)  # NHWC weights (the frames are NHWC) and reused memory
+            prepare_cpu_networks(G, E, student)  # NHWC weights (the frames are NHWC) and reused memory
         if check_pairing:
             self._check_pairing()
         syn = G.synthesis

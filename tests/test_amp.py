@@ -38,3 +38,19 @@ def test_random_noise_from_a_cpu_generator_lands_on_another_device():
     a = layer.draw_noise(2, "random", torch.device("cpu"), torch.Generator().manual_seed(0))
     b = layer.draw_noise(2, "random", torch.device("cpu"), torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
+
+
+def test_cpu_amp_turns_autocast_on_only_where_the_cpu_computes_bfloat16(monkeypatch):
+    """training.cpu_amp enables the autocast on a CPU with native bfloat16 and is ignored on one that
+    would emulate it (measured 10x slower); off by default."""
+    from domrand.generator.train import stylegan
+
+    data = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+    seen = {}
+    for native in (True, False):
+        monkeypatch.setattr(stylegan, "cpu_has_fast_bfloat16", lambda native=native: native)
+        for cpu_amp in (True, False):
+            cfg = resolve_config("tiny", overrides={"training.cpu_amp": cpu_amp})
+            seen[native, cpu_amp] = Trainer(cfg, data, device="cpu", seed=0).amp
+    assert seen == {(True, True): True, (True, False): False, (False, True): False, (False, False): False}
+    assert resolve_config("tiny").training.cpu_amp is False

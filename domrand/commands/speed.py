@@ -125,6 +125,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=cli_args.device_name, default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--threads", type=cli_args.positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time or this process's CPU time (CPU only)")
+    parser.add_argument("--cpu-amp", type=cli_args.choice_list(("off", "on"), "cpu-amp"), default="off",
+                        help="training.cpu_amp: off and/or on, comma-separated (on: bfloat16 autocast where the CPU computes it natively)")
 
 
 def _precision_arguments(parser: argparse.ArgumentParser) -> None:

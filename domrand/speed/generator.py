@@ -24,7 +24,7 @@ from domrand.generator.train.stylegan_config import GeneratorConfig
 from domrand.generator.nn import ops
 from domrand.generator.nn.networks import Generator
 from domrand.randomizer import auto_dtype
-from domrand.utils import parse_dtype, prepare_cpu_inference, resolve_device
+from domrand.utils import parse_dtype, prepare_cpu_networks, resolve_device
 
 
 def bench_device(device: str, threads: int | None, clock: str) -> torch.device:
@@ -93,7 +93,7 @@ def run(args: Any) -> int:
         params = sum(p.numel() for p in G.parameters()) / 1e6
         for path in args.path:
             if path == "fast" and device.type == "cpu":
-                prepare_cpu_inference(G)
+                prepare_cpu_networks(G)
             else:
                 G.to(memory_format=torch.contiguous_format)
             dtype = fast_dtype if path == "fast" else torch.float32

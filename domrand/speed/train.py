@@ -29,9 +29,10 @@ def _images(data: str | None, resolution: int) -> np.ndarray:
 
 
 def time_training(preset: str, batch: int, device: torch.device, steps: int, repeats: int, warmup: int,
-                  data: str | None = None, clock: str = "wall") -> list[float]:
-    """Images/s of each timed repeat of ``steps`` training steps (``clock="cpu"``: per CPU-second)."""
-    cfg = resolve_config(preset, batch=batch)
+                  data: str | None = None, clock: str = "wall", cpu_amp: bool = False) -> list[float]:
+    """Images/s of each timed repeat of ``steps`` training steps (``clock="cpu"``: per CPU-second;
+    ``cpu_amp``: ``training.cpu_amp``, bfloat16 autocast on a CPU with native bfloat16)."""
+    cfg = resolve_config(preset, batch=batch, overrides={"training.cpu_amp": cpu_amp})
     trainer = Trainer(cfg, _images(data, cfg.network.resolution), device=device, seed=0)
     now = time.process_time if clock == "cpu" else time.perf_counter
     for _ in range(warmup):
@@ -53,11 +54,12 @@ def run(args: Any) -> int:
         raise ValueError(f"--steps and --repeats must be at least 1, got {args.steps} and {args.repeats}")
     print(f"device={device} threads={torch.get_num_threads()} clock={args.clock} steps={args.steps} "
           f"repeats={args.repeats} (median) warmup={args.warmup} data={args.data or 'random pixels'}")
-    print(f"{'preset':<10}{'batch':>7}{'img/s':>10}{'ms/step':>10}{'peak MiB':>10}  repeats (img/s)")
+    print(f"{'preset':<10}{'batch':>7}{'img/s':>10}{'ms/step':>10}{'peak MiB':>10}{'cpu_amp':>9}  repeats (img/s)")
     for preset in args.preset:
         for batch in args.batch:
-            rates = time_training(preset, batch, device, args.steps, args.repeats, args.warmup, args.data, args.clock)
-            med = statistics.median(rates)
-            print(f"{preset:<10}{batch:>7}{med:>10.2f}{1000 * batch / med:>10.1f}{_peak_memory_mb(device):>10.0f}  "
-                  + ", ".join(f"{r:.2f}" for r in rates))
+            for amp in [a == "on" for a in args.cpu_amp]:
+                rates = time_training(preset, batch, device, args.steps, args.repeats, args.warmup, args.data, args.clock, amp)
+                med = statistics.median(rates)
+                print(f"{preset:<10}{batch:>7}{med:>10.2f}{1000 * batch / med:>10.1f}{_peak_memory_mb(device):>10.0f}"
+                      f"{'on' if amp else 'off':>9}  " + ", ".join(f"{r:.2f}" for r in rates))
     return 0

@@ -84,15 +84,18 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         g = self.act_gain * gain
-        if ops.inference_shortcuts(x) and ops.folds_gain(self.activation) and g > 0:
-            # the same function in one pass after the conv: gain folded into weight and bias, the
-            # bias added by the convolution, activation and clamp in place (ops, "Inference forms")
-            w = self.weight * (self.weight_gain * g)
+        if ops.folds_gain(self.activation) and g > 0 and x.device.type == "cpu" and not ops.reference_only_active():
+            # the same function in fewer passes after the conv: gain folded into weight and bias, the
+            # bias added by the convolution; without autograd activation and clamp run in place
+            # (ops, "Inference forms"), with it they are the reference's, minus its bias and gain passes
+            w = (self.weight * (self.weight_gain * g)).to(x.dtype)
             b = None if self.bias is None else self.bias * (self.bias_gain * g)
-            x = ops.conv2d_resample(
-                x, w.to(x.dtype), self.resample_filter, up=self.up, down=self.down, bias=b, act=self.activation
-            )
-            return ops.act_clamp_(x, "linear", clamp=clamp)
+            f = self.resample_filter
+            if ops.inference_shortcuts(x):
+                x = ops.conv2d_resample(x, w, f, up=self.up, down=self.down, bias=b, act=self.activation)
+                return ops.act_clamp_(x, "linear", clamp=clamp)
+            x = ops.conv2d_resample(x, w, f, up=self.up, down=self.down, bias=b)
+            return ops.bias_act(x, None, act=self.activation, gain=1.0, clamp=clamp)
         w = self.weight.to(x.dtype) * self.weight_gain
         x = ops.conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down)
         b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain

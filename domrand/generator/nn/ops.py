@@ -271,7 +271,7 @@ def bias_act(
     if gain != 1:
         x = x * gain
     if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
+        x = F.hardtanh(x, -clamp, clamp)  # = clamp; its backward is one kernel (clamp's: four)
     return x
 
 
@@ -469,7 +469,7 @@ def act_clamp_(x: torch.Tensor, act: str, alpha: float | None = None, clamp: flo
     elif act != "linear":
         raise ValueError(f"act_clamp_: activation {act!r} has no in-place form; accepted: {', '.join(_FOLDABLE_ACTS)}")
     if clamp is not None and clamp >= 0:
-        x.clamp_(-clamp, clamp)
+        F.hardtanh_(x, -clamp, clamp)
     return x
 
 
@@ -485,8 +485,9 @@ def modulated_conv2d_bias_act(
     gain: float = math.sqrt(2),
     clamp: float | None = None,
 ) -> torch.Tensor:
-    """Inference form of ``noise_bias_act(modulated_conv2d(x, weight, styles, up=up), noise,
-    strength, b, act="lrelu", gain=gain, clamp=clamp)`` (demodulated, non-fused), no autograd.
+    """``noise_bias_act(modulated_conv2d(x, weight, styles, up=up), noise, strength, b, act="lrelu",
+    gain=gain, clamp=clamp)`` (demodulated, non-fused) in fewer passes: in place without autograd,
+    out of place (differentiable twice) with it.
 
     x ``[N, I, h, w]``; weight ``[O, I, k, k]``; styles ``[N, I]``; noise ``[N|1, 1, H, W]`` or None;
     b ``[O]`` or None; ``gain > 0``. Returns ``[N, O, H, W]`` in ``x``'s dtype and memory format.
@@ -502,13 +503,17 @@ def modulated_conv2d_bias_act(
     x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
     x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up)
     scale = (dcoefs * gain).to(x.dtype).reshape(n, o, 1, 1)
+    if noise is not None and noise.shape[0] > 1 and noise.stride(0) == 0:  # an expanded constant map: one row is enough
+        noise = noise[:1]
+    noise = None if noise is None else (noise * (gain if strength is None else strength * gain)).to(x.dtype)
+    if torch.is_grad_enabled():  # autograd: the same passes, out of place
+        x = x * scale if b is None else torch.addcmul((b * gain).to(x.dtype).reshape(1, o, 1, 1), x, scale)
+        x = x if noise is None else x + noise
+        return bias_act(x, None, act="lrelu", gain=1.0, clamp=clamp)
     if b is None:
         x.mul_(scale)
     else:
         torch.addcmul((b * gain).to(x.dtype).reshape(1, o, 1, 1), x, scale, out=x)
     if noise is not None:
-        if noise.shape[0] > 1 and noise.stride(0) == 0:  # an expanded constant map: one row is enough
-            noise = noise[:1]
-        s = gain if strength is None else strength * gain
-        x.add_((noise * s).to(x.dtype))
+        x.add_(noise)
     return act_clamp_(x, "lrelu", clamp=clamp)

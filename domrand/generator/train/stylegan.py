@@ -81,7 +81,7 @@ from domrand.generator.visualize import (
     save_png,
 )
 from domrand.metrics import swd
-from domrand.utils import atomic_write_text, derive_seed, resolve_device
+from domrand.utils import atomic_write_text, cpu_has_fast_bfloat16, derive_seed, prepare_cpu_networks, resolve_device
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
@@ -241,9 +241,14 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # CUDA mixed precision: networks with num_fp16_res > 0 run those layers in fp16 (with conv_clamp);
         # otherwise bf16 autocast of the main passes when training.amp.
-        self.amp = self.device.type == "cuda" and self.t.amp and cfg.network.num_fp16_res == 0
+        # A CPU with native bfloat16 runs the same autocast with training.cpu_amp.
+        on_cpu = self.device.type == "cpu"
+        native_bf16 = self.device.type == "cuda" or (on_cpu and self.t.cpu_amp and cpu_has_fast_bfloat16())
+        self.amp = native_bf16 and self.t.amp and cfg.network.num_fp16_res == 0
         if self.device.type == "cuda" and self.t.channels_last:
             self.D = self.D.to(memory_format=torch.channels_last)
+        if on_cpu:  # oneDNN's convolutions and their backward are faster on NHWC; reuse freed activations
+            prepare_cpu_networks(self.G, self.D, self.G_ema)
 
         pl_interval = self.t.pl_interval if self.t.pl_weight > 0 else None
         r1_interval = self.t.r1_interval if self.t.r1_gamma and self.t.r1_gamma > 0 else None

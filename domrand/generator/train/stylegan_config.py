@@ -39,8 +39,9 @@ class TrainingConfig:
     stabilize_kimg: float = 100.0  # progressive: kimg at each resolution after fading
     min_images: int = 16  # fewer images than this in --data is an error
     log_steps: int = 50  # write averaged losses, p and img/s to metrics.jsonl every N steps
-    amp: bool = True  # CUDA only, when network.num_fp16_res == 0: bf16 autocast of the G/D main passes
-    channels_last: bool = False  # CUDA only: channels_last memory format for D inputs and weights
+    amp: bool = True  # CUDA, when network.num_fp16_res == 0: bf16 autocast of the G/D main passes
+    cpu_amp: bool = False  # the same on a CPU with native bfloat16 (AMX / AVX512-BF16; ignored elsewhere): 1.5x img/s, opt-in (docs/benchmarks.md)
+    channels_last: bool = False  # CUDA only: channels_last memory format for D inputs and weights (on a CPU always: measured faster)
     # Fine-tuning (train-generator --init; issue 16): keep the fine-tuned G's layout aligned with its start's.
     init: str | None = None  # the generator run, checkpoint, bundle or file the weights started from (None: fresh)
     init_hash: str | None = None  # weights_hash of that start's G_ema, checked when the run starts and resumes
