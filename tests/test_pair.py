@@ -223,3 +223,26 @@ def test_object_keep_term_pulls_the_cube_toward_its_sim_colours(toy):
     assert np.mean(keep[-5:]) < 0.7 * np.mean(keep[:5]), keep
     plain = PairTrainer(_config(), sim, target, masks, seed=0)
     assert "loss/object_keep" not in plain.train_step()  # off by default
+
+
+def test_the_pair_learns_under_cpu_bfloat16_autocast_too(toy, monkeypatch):
+    """training.cpu_amp (bfloat16 autocast of the G/E/D passes) trains as well as float32 on the toy:
+    the same 120 steps and bars as the float32 run above; it turns on only where the CPU computes
+    bfloat16 natively. Measured (seed 0): sim PSNR 10.4 -> 20.9 dB, object PSNR 3.1 -> 19.3 dB."""
+    from domrand.generator.train import pair
+
+    sim, masks, target = toy
+    monkeypatch.setattr(pair, "cpu_has_fast_bfloat16", lambda: False)
+    assert PairTrainer(_config(cpu_amp=True), sim, target, masks, seed=0).amp is False
+    monkeypatch.setattr(pair, "cpu_has_fast_bfloat16", lambda: True)
+    assert PairTrainer(_config(), sim, target, masks, seed=0).amp is False  # opt-in
+    trainer = PairTrainer(_config(cpu_amp=True), sim, target, masks, seed=0)
+    assert trainer.amp is True
+    before = trainer.evaluate()
+    for _ in range(120):
+        trainer.train_step()
+    trainer.G_ema.load_state_dict(trainer.G.state_dict())
+    trainer.E_ema.load_state_dict(trainer.E.state_dict())
+    after = trainer.evaluate()
+    assert after["psnr/sim"] > before["psnr/sim"] + 6, (before, after)
+    assert after["psnr/sim_object"] > before["psnr/sim_object"] + 4, (before, after)

@@ -84,7 +84,7 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         g = self.act_gain * gain
-        if ops.folds_gain(self.activation) and g > 0 and x.device.type == "cpu" and not ops.reference_only_active():
+        if ops.folds_gain(self.activation) and g > 0 and ops.folded_forms(x):
             # the same function in fewer passes after the conv: gain folded into weight and bias, the
             # bias added by the convolution; without autograd activation and clamp run in place
             # (ops, "Inference forms"), with it they are the reference's, minus its bias and gain passes

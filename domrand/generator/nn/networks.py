@@ -202,7 +202,7 @@ class SynthesisLayer(nn.Module):
         if noise is not None:
             assert_shape("noise", noise, [None, 1, self.resolution, self.resolution])
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        if not fused and x.device.type == "cpu" and not ops.reference_only_active() and gain > 0:  # fewer passes
+        if not fused and ops.folded_forms(x) and gain > 0:  # the same function in fewer passes
             return ops.modulated_conv2d_bias_act(
                 x, self.weight, styles, noise, self.noise_strength, self.bias, up=self.up,
                 resample_filter=self.resample_filter, gain=math.sqrt(2) * gain, clamp=clamp,

@@ -271,7 +271,7 @@ def bias_act(
     if gain != 1:
         x = x * gain
     if clamp is not None and clamp >= 0:
-        x = F.hardtanh(x, -clamp, clamp)  # = clamp; its backward is one kernel (clamp's: four)
+        x = x.clamp(-clamp, clamp)  # its gradient passes at exactly +-clamp (hardtanh's would not)
     return x
 
 
@@ -446,10 +446,19 @@ def modulated_conv2d(
 # composition of the reference ops above.
 
 
+FOLDING_DEVICE_TYPES = ("cpu",)  # where layers fold gain and bias into the conv (CUDA has fused kernels)
+
+
+def folded_forms(x: torch.Tensor) -> bool:
+    """Whether layers may fold gain and bias into the convolution for ``x`` (with or without
+    autograd): a tensor on a ``FOLDING_DEVICE_TYPES`` device, outside ``reference_only()``."""
+    return x.device.type in FOLDING_DEVICE_TYPES and not reference_only_active()
+
+
 def inference_shortcuts(x: torch.Tensor) -> bool:
-    """Whether layers may take the folded inference forms for ``x``: no autograd recording, a CPU
-    tensor (CUDA has its fused kernels), and not inside ``reference_only()``."""
-    return not torch.is_grad_enabled() and x.device.type == "cpu" and not reference_only_active()
+    """Whether layers may take the folded inference forms for ``x`` (``folded_forms``) with the
+    activation and clamp in place: no autograd recording."""
+    return not torch.is_grad_enabled() and folded_forms(x)
 
 
 _FOLDABLE_ACTS = ("linear", "lrelu", "relu")  # act(g * u) == g * act(u) for g > 0, and an in-place form

@@ -77,6 +77,7 @@ from domrand.generator.train.loop import run_training, start_or_resume, stored_r
 from domrand.generator.train.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from domrand.generator.visualize import image_grid, to_uint8
 from domrand.metrics import psnr, swd, to_float_images
+from domrand.utils import cpu_has_fast_bfloat16, prepare_cpu_networks
 
 CHECKPOINT_FILES = ("G.safetensors", "G_ema.safetensors", "E.safetensors", "E_ema.safetensors",
                     "D.safetensors", "train_state.safetensors")  # fmt: skip
@@ -116,6 +117,7 @@ class PairTrainingConfig:
     keep_snapshots: int = 3
     log_steps: int = 25  # averaged losses and img/s to metrics.jsonl every N steps
     min_images: int = 16
+    cpu_amp: bool = False  # bfloat16 autocast of the G/E/D passes on a CPU with native bfloat16 (R1 in float32); ignored elsewhere
 
     def __post_init__(self) -> None:
         cw = self.class_weights
@@ -180,6 +182,10 @@ class PairTrainer:
         self.E = Inverter.for_generator(self.G, config.inverter, seed=self.seed).train()
         if init is not None:
             self.E.load_state_dict(init[1].state_dict())
+        # The CPU fast path (docs/benchmarks.md, "CPU fast path"): channels-last networks and reused
+        # memory always; bfloat16 autocast of the main passes with training.cpu_amp where native.
+        prepare_cpu_networks(self.G, self.E, self.D)
+        self.amp = bool(self.tc.cpu_amp) and cpu_has_fast_bfloat16()
         self.G_ema, self.E_ema = _ema_copy(self.G), _ema_copy(self.E)
         self.keep = self.E.keep_resolution
         self.k = self.E.num_coarse_ws
@@ -220,6 +226,9 @@ class PairTrainer:
         noise = layout_noise(G, out["ws"].shape[0], self.keep, "const")
         return G.synthesis(out["ws"], noise=noise, features=out["features"])
 
+    def _autocast(self):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=self.amp)
+
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x, generator=self.rng) if self.augment is not None else x
 
@@ -237,20 +246,24 @@ class PairTrainer:
         self.G.requires_grad_(True)
         self.E.requires_grad_(True)
         self.D.requires_grad_(False)
-        out = self.E(x)
-        rec = self.reconstruct(self.G, out)
+        with self._autocast():
+            out = self.E(x)
+            rec = self.reconstruct(self.G, out).float()
         weights = None if masks is None else class_weight_map(masks, self.class_lut)
         loss_rec = weighted_recon_loss(rec, x, weights, l2=tc.l2_weight, l1=tc.l1_weight).mean()
         if tc.msssim_weight:
             loss_rec = loss_rec + image_loss(rec, x, l2=0.0, msssim=tc.msssim_weight).mean()
         coarse = out if tc.adv_into_inverter else {"ws": out["ws"].detach(),
                                                    "features": {r: f.detach() for r, f in out["features"].items()}}  # fmt: skip
-        fine = self.fine_ws(self.G, b, update_emas=True)
-        fake = self.translate(self.G, coarse, fine)
-        loss_adv = g_nonsaturating_loss(self.D(self._augment(fake)))
+        with self._autocast():
+            fine = self.fine_ws(self.G, b, update_emas=True).float()
+            fake = self.translate(self.G, coarse, fine).float()
+            logits = self.D(self._augment(fake)).float()
+        loss_adv = g_nonsaturating_loss(logits)
         total = tc.recon_weight * loss_rec + tc.adv_weight * loss_adv
         if tc.style_weight:
-            back = self.E(fake)["ws"][:, self.k :]
+            with self._autocast():
+                back = self.E(fake)["ws"][:, self.k :].float()
             loss_sty = (back - fine[:, self.k :].detach()).square().mean() / self.E.w_std.square()
             total = total + tc.style_weight * loss_sty
             logs["loss/style"] = float(loss_sty.detach())
@@ -261,7 +274,8 @@ class PairTrainer:
                 total = total + tc.object_keep_weight * keep
                 logs["loss/object_keep"] = float(keep.detach())
         if tc.diversity_weight:  # diversity-sensitive term (Yang et al. 2019, StarGAN v2), bounded by a hinge
-            other = self.translate(self.G, coarse, self.fine_ws(self.G, b))
+            with self._autocast():
+                other = self.translate(self.G, coarse, self.fine_ws(self.G, b)).float()
             diff = (fake - other).abs().mean()
             total = total + tc.diversity_weight * torch.relu(tc.diversity_target - diff)
             logs["diversity/pixel"] = float(diff.detach())
@@ -278,8 +292,9 @@ class PairTrainer:
         self.G.requires_grad_(False)
         self.E.requires_grad_(False)
         self.D.requires_grad_(True)
-        fake_logits = self.D(self._augment(fake.detach()))
-        real_logits = self.D(self._augment(real))
+        with self._autocast():
+            fake_logits = self.D(self._augment(fake.detach())).float()
+            real_logits = self.D(self._augment(real)).float()
         if self.ada is not None:
             self.ada.accumulate(real_logits)
         loss_fake, loss_real = d_logistic_loss(real_logits, fake_logits)
